@@ -1,0 +1,5 @@
+import sys
+
+from toyopt.cli import main
+
+sys.exit(main())

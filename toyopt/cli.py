@@ -1,0 +1,180 @@
+"""``python -m toyopt``: run an update rule on a toy problem and report where it ends."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from toyopt.pareto import METRICS, Geometry
+from toyopt.problems import BUILTINS, get_problem
+from toyopt.rules import RULE_NAMES, make_rule
+from toyopt.schedules import SCHEDULES, Schedule
+from toyopt.simulate import simulate
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are a user's mistake: one line on stderr and exit status 2, no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_optima(text: str) -> dict[str, float]:
+    """``sft=0.9,dpo=0.5``, or a JSON file holding {"sft": …, "dpo": …}."""
+    if Path(text).is_file():
+        data = json.loads(Path(text).read_text())
+        return {k: float(data[k]) for k in ("sft", "dpo")}
+    try:
+        pairs = dict(item.split("=", 1) for item in text.split(","))
+        return {k: float(pairs[k]) for k in ("sft", "dpo")}
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(
+            f"expected 'sft=F,dpo=F' or a JSON file with keys sft and dpo, got {text!r}"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    rules = "\n".join(f"  {name:<20} {text}" for name, text in RULE_NAMES.items())
+    problems = "\n".join(f"  {name:<20} {text}" for name, (text, _) in BUILTINS.items())
+    parser = OneLineParser(
+        prog="toyopt",
+        description="Joint SFT + DPO training rules on toy problems with known optima.\n"
+        "lam is always the weight of DPO: f_mix = lam * f_dpo + (1 - lam) * f_sft.",
+        epilog=f"rules:\n{rules}\n\nbuilt-in problems:\n{problems}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    sub.add_parser("list", help="list the built-in problems")
+    run = sub.add_parser(
+        "run",
+        help="run one rule and print where it ends",
+        description="Run one rule on a problem; report objectives, gaps and evaluation counts.",
+        epilog=f"rules:\n{rules}\n\nbuilt-in problems:\n{problems}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("problem", help="a built-in name (see 'toyopt list') or a problem JSON file")
+    run.add_argument(
+        "--rule",
+        required=True,
+        choices=list(RULE_NAMES),
+        metavar="RULE",
+        help="one of: " + ", ".join(RULE_NAMES),
+    )
+    run.add_argument("--lam", type=float, default=0.5, help="DPO weight in [0, 1] (default 0.5)")
+    run.add_argument(
+        "--steps",
+        type=int,
+        required=True,
+        help="total budget in optimizer steps (sequential: both stages together)",
+    )
+    run.add_argument("--switch", type=int, help="sequential: step of the switch (default steps/2)")
+    run.add_argument(
+        "--refresh-every",
+        type=int,
+        default=1,
+        help="maxright: evaluate both objectives every K steps (1 = exact rule)",
+    )
+    run.add_argument(
+        "--optima",
+        type=parse_optima,
+        help="maxright: f* values as 'sft=F,dpo=F' or a JSON file (default: exact)",
+    )
+    run.add_argument("--lr", type=float, default=1.0, help="base step size alpha_0 (default 1.0)")
+    run.add_argument(
+        "--schedule",
+        choices=list(SCHEDULES),
+        default="invsqrt",
+        help="step sizes: " + "; ".join(SCHEDULES.values()),
+    )
+    run.add_argument(
+        "--batch", type=int, help="minibatch size for sampled stochastic gradients (default: exact)"
+    )
+    run.add_argument("--seeds", type=int, default=1, help="number of runs (seeds) to average")
+    run.add_argument("--seed", type=int, default=0, help="first seed (runs use seed … seed+M-1)")
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument("--out", type=Path, help="write the log-spaced trajectory here (JSON)")
+    run.add_argument("--progress", action="store_true", help="show a progress bar")
+    return parser
+
+
+def summarise(metrics: dict[str, np.ndarray]) -> dict[str, float]:
+    """Means over seeds, with standard errors as ``<name>_se`` when there are several seeds."""
+    out = {}
+    for k, v in metrics.items():
+        out[k] = float(np.mean(v))
+        if len(v) > 1:
+            out[f"{k}_se"] = float(np.std(v, ddof=1) / np.sqrt(len(v)))
+    return out
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.seeds < 1 or args.seed < 0:
+        raise ValueError("--seeds must be >= 1 and --seed >= 0")
+    problem = get_problem(args.problem)
+    geometry = Geometry(problem)
+    optima = args.optima or geometry.f_star
+    rule = make_rule(args.rule, args.lam, args.steps, args.switch, optima, args.refresh_every)
+    seeds = np.arange(args.seed, args.seed + args.seeds)
+    start = time.perf_counter()
+    traj = simulate(
+        problem,
+        rule,
+        args.steps,
+        Schedule(args.schedule, args.lr),
+        seeds,
+        batch=args.batch,
+        progress=args.progress,
+    )
+    seconds = time.perf_counter() - start
+    report = {
+        "rule": args.rule,
+        "lam": args.lam,
+        "steps": args.steps,
+        "seeds": args.seeds,
+        "f_sft_star": geometry.f_star["sft"],
+        "f_dpo_star": geometry.f_star["dpo"],
+        **summarise(geometry.metrics(traj.final, args.lam)),
+        "grad_evals": traj.counters.grad_evals,
+        "func_evals": traj.counters.func_evals,
+        "seconds": seconds,
+    }
+    if args.out:
+        per_step = [summarise(geometry.metrics(theta, args.lam)) for theta in traj.theta]
+        args.out.write_text(
+            json.dumps(
+                {
+                    "problem": args.problem,
+                    "rule": args.rule,
+                    "lam": args.lam,
+                    "steps": traj.steps.tolist(),
+                    "theta": traj.theta.tolist(),
+                    "metrics": {m: [row[m] for row in per_step] for m in METRICS},
+                }
+            )
+            + "\n"
+        )
+    if args.json:
+        print(json.dumps(report))
+    else:
+        width = max(len(k) for k in report)
+        for k, v in report.items():
+            print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        for name, (text, _) in BUILTINS.items():
+            print(f"{name:<14} {text}")
+        return 0
+    try:
+        return run_command(args)
+    except ValueError as e:  # bad problem files and arguments: the user's mistake, one line
+        print(f"toyopt: error: {e}", file=sys.stderr)
+        return 2

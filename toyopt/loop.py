@@ -1,0 +1,83 @@
+"""The one training loop: choose → step → observe, for every rule and every backend.
+
+Everything except the rule (data order, batches, losses, optimizer, logging) is this same code
+for every method, so differences between methods come from the rule alone.
+
+A backend owns the parameters (a batch of toy iterates, or a torch model) and offers
+``values() -> {"sft": (S,), "dpo": (S,)}`` (no gradients) and
+``step(weights, lr, step) -> losses``: one update along Σ_k weights[k]·∇f_k, computing only the
+objectives whose weight is non-zero in a row, and returning their values at the pre-step iterate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from toyopt.rules import OBJECTIVES, Rule, State, Values, Weights
+
+
+class Backend(Protocol):
+    def values(self) -> dict[str, np.ndarray]: ...
+
+    def step(self, weights: Weights, lr: float, step: int) -> dict[str, np.ndarray]: ...
+
+
+@dataclass
+class Counters:
+    """Evaluations summed over the rows of the batch (C5 counts them per row and step)."""
+
+    grad_evals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OBJECTIVES, 0))
+    func_evals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OBJECTIVES, 0))
+
+    def per_step(self, rows: int, steps: int) -> dict[str, float]:
+        """Average evaluations per row and per step, e.g. {"grad_sft": 0.5, ...}."""
+        out = {f"grad_{k}": v / (rows * steps) for k, v in self.grad_evals.items()}
+        out.update({f"func_{k}": v / (rows * steps) for k, v in self.func_evals.items()})
+        return out
+
+
+StepCallback = Callable[[int, Weights, Values, Values | None], None]
+
+
+def train(
+    backend: Backend,
+    rule: Rule,
+    state: State,
+    steps: int,
+    schedule: Callable[[int], float],
+    *,
+    start: int = 0,
+    counters: Counters | None = None,
+    on_step: StepCallback | None = None,
+    progress: bool = False,
+) -> tuple[State, Counters]:
+    """Run optimizer steps ``start … steps−1``; return the rule state and the counters.
+
+    ``on_step(step, weights, losses, values)`` is called after each update (for logging,
+    snapshots and checkpoints); ``values`` is what the rule asked for, else None.
+    """
+    counters = counters or Counters()
+    rows = len(state["seeds"])
+    iterator = range(start, steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, total=steps - start, desc=rule.name, leave=False)
+    for t in iterator:
+        values = None
+        if rule.wants_values(state, t):
+            values = backend.values()
+            for k in OBJECTIVES:
+                counters.func_evals[k] += rows
+        weights, state = rule.choose(state, t, values)
+        losses = backend.step(weights, schedule(t), t)
+        for k in OBJECTIVES:
+            counters.grad_evals[k] += int(np.count_nonzero(np.asarray(weights[k]) > 0))
+        state = rule.observe(state, weights, losses)
+        if on_step is not None:
+            on_step(t, weights, losses, values)
+    return state, counters

@@ -1,0 +1,201 @@
+"""Problems stated as JSON, validated on load (see the README for the format).
+
+Every mistake raises :class:`ProblemFormatError` with one line naming the file and the field,
+e.g. ``inst.json: field 'sft[2].prompt': index 5 out of range (the problem has 2 prompts)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toyopt.problems.base import Problem
+from toyopt.problems.loglinear import LogLinearProblem
+from toyopt.problems.quadratic import QuadraticProblem
+
+
+class ProblemFormatError(ValueError):
+    """A problem file (or dict) that does not follow the documented format."""
+
+
+class _Checker:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, field: str, what: str) -> None:
+        where = f"field '{field}': " if field else ""
+        raise ProblemFormatError(f"{self.source}: {where}{what}")
+
+    def get(self, obj: Any, key: str, field: str) -> Any:
+        if not isinstance(obj, dict):
+            self.fail(field, f"expected an object, got {type(obj).__name__}")
+        if key not in obj:
+            near = [k for k in obj if k.lower() == key.lower() or k.rstrip("s") == key.rstrip("s")]
+            hint = f" (found {near[0]!r})" if near else ""
+            self.fail(f"{field}.{key}".lstrip("."), f"missing{hint}")
+        return obj[key]
+
+    def number(self, x: Any, field: str, minimum: float | None = None) -> float:
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            self.fail(field, f"expected a number, got {json.dumps(x)[:40]}")
+        if not math.isfinite(x):
+            self.fail(field, f"expected a finite number, got {x}")
+        if minimum is not None and x < minimum:
+            self.fail(field, f"must be >= {minimum}, got {x}")
+        return float(x)
+
+    def index(self, x: Any, field: str, size: int, what: str) -> int:
+        if isinstance(x, bool) or not isinstance(x, int):
+            self.fail(field, f"expected an integer index, got {json.dumps(x)[:40]}")
+        if not 0 <= x < size:
+            self.fail(field, f"index {x} out of range (the problem has {size} {what})")
+        return x
+
+    def array(self, x: Any, field: str, ndim: int) -> np.ndarray:
+        try:
+            arr = np.array(x, dtype=float)
+        except (TypeError, ValueError):
+            self.fail(field, f"expected a {ndim}-D array of numbers with a regular shape")
+        if arr.ndim != ndim or arr.size == 0:
+            self.fail(field, f"expected a non-empty {ndim}-D array, got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            self.fail(field, "contains a non-finite number")
+        return arr
+
+    def rows(self, x: Any, field: str) -> list:
+        if not isinstance(x, list) or not x:
+            self.fail(field, "expected a non-empty list of objects")
+        return x
+
+    def weights(self, w: list[float], field: str) -> None:
+        if sum(w) <= 0:
+            self.fail(field, "the weights must not all be zero")
+
+
+def problem_from_dict(data: Any, source: str = "<problem>") -> Problem:
+    """Build a problem from its JSON object, validating every field."""
+    check = _Checker(source)
+    kind = check.get(data, "kind", "")
+    if kind == "quadratic":
+        return _quadratic(data, check)
+    if kind == "loglinear":
+        return _loglinear(data, check)
+    check.fail("kind", f"expected 'loglinear' or 'quadratic', got {json.dumps(kind)[:40]}")
+    raise AssertionError  # unreachable
+
+
+def load_problem(path: str | Path) -> Problem:
+    """Read and validate a problem JSON file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProblemFormatError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise ProblemFormatError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ProblemFormatError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProblemFormatError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+    return problem_from_dict(data, str(path))
+
+
+def save_problem(problem: Problem, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(problem.to_json(), indent=1) + "\n", encoding="utf-8")
+
+
+def _quadratic(data: dict, check: _Checker) -> QuadraticProblem:
+    hessians, centers = {}, {}
+    for k in ("sft", "dpo"):
+        part = check.get(data, k, "")
+        h = check.array(check.get(part, "hessian", k), f"{k}.hessian", 2)
+        c = check.array(check.get(part, "center", k), f"{k}.center", 1)
+        if h.shape != (len(c), len(c)):
+            check.fail(
+                f"{k}.hessian",
+                f"expected shape ({len(c)}, {len(c)}) to match the center, got {h.shape}",
+            )
+        if not np.allclose(h, h.T, rtol=1e-9, atol=1e-12):
+            check.fail(f"{k}.hessian", "must be symmetric")
+        lowest = np.linalg.eigvalsh(h)[0]
+        if lowest < -1e-10 * max(1.0, np.abs(h).max()):
+            check.fail(
+                f"{k}.hessian", f"must be positive semi-definite (smallest eigenvalue {lowest:.3g})"
+            )
+        hessians[k], centers[k] = h, c
+    if len(centers["sft"]) != len(centers["dpo"]):
+        check.fail(
+            "dpo.center",
+            f"dimension {len(centers['dpo'])} differs from sft's {len(centers['sft'])}",
+        )
+    return QuadraticProblem(hessians, centers, _start(data, check, len(centers["sft"])))
+
+
+def _start(data: dict, check: _Checker, dim: int) -> np.ndarray | None:
+    """The optional initial iterate ``start`` (d numbers)."""
+    if "start" not in data:
+        return None
+    start = check.array(data["start"], "start", 1)
+    if len(start) != dim:
+        check.fail("start", f"expected {dim} numbers, got {len(start)}")
+    return start
+
+
+def _loglinear(data: dict, check: _Checker) -> LogLinearProblem:
+    beta = check.number(check.get(data, "beta", ""), "beta", minimum=0.0)
+    if beta == 0:
+        check.fail("beta", "must be > 0")
+    theta_ref = check.array(check.get(data, "theta_ref", ""), "theta_ref", 1)
+    dim = len(theta_ref)
+    raw = check.rows(check.get(data, "features", ""), "features")
+    prompts = []
+    for p, block in enumerate(raw):
+        arr = check.array(block, f"features[{p}]", 2)
+        if arr.shape[1] != dim:
+            check.fail(
+                f"features[{p}]",
+                f"each feature vector needs {dim} numbers (the length of theta_ref), got {arr.shape[1]}",
+            )
+        prompts.append(arr)
+    width = max(len(a) for a in prompts)
+    features = np.zeros((len(prompts), width, dim))
+    mask = np.zeros((len(prompts), width), dtype=bool)
+    for p, arr in enumerate(prompts):
+        features[p, : len(arr)], mask[p, : len(arr)] = arr, True
+
+    def response(row: dict, key: str, field: str, p: int) -> int:
+        return check.index(
+            check.get(row, key, field),
+            f"{field}.{key}",
+            len(prompts[p]),
+            f"responses for prompt {p}",
+        )
+
+    sft: dict[str, list] = {"prompt": [], "response": [], "weight": []}
+    for i, row in enumerate(check.rows(check.get(data, "sft", ""), "sft")):
+        f = f"sft[{i}]"
+        p = check.index(check.get(row, "prompt", f), f"{f}.prompt", len(prompts), "prompts")
+        sft["prompt"].append(p)
+        sft["response"].append(response(row, "response", f, p))
+        sft["weight"].append(check.number(row.get("weight", 1.0), f"{f}.weight", minimum=0.0))
+    check.weights(sft["weight"], "sft")
+
+    prefs: dict[str, list] = {"prompt": [], "chosen": [], "rejected": [], "weight": []}
+    for j, row in enumerate(check.rows(check.get(data, "preferences", ""), "preferences")):
+        f = f"preferences[{j}]"
+        p = check.index(check.get(row, "prompt", f), f"{f}.prompt", len(prompts), "prompts")
+        c, r = response(row, "chosen", f, p), response(row, "rejected", f, p)
+        if c == r:
+            check.fail(f"{f}.rejected", "the chosen and rejected responses are the same")
+        prefs["prompt"].append(p)
+        prefs["chosen"].append(c)
+        prefs["rejected"].append(r)
+        prefs["weight"].append(check.number(row.get("weight", 1.0), f"{f}.weight", minimum=0.0))
+    check.weights(prefs["weight"], "preferences")
+    return LogLinearProblem(features, mask, sft, prefs, beta, theta_ref, _start(data, check, dim))

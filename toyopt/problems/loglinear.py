@@ -1,0 +1,185 @@
+"""The paper's theory setting: a log-linear (softmax) policy over a finite response set.
+
+π_θ(y|x) = exp(θᵀφ(x,y)) / Σ_{y'} exp(θᵀφ(x,y')),  φ(x,y) ∈ R^d.
+
+- f_sft(θ) = −Σ_i w_i log π_θ(y_i|x_i): log-sum-exp of affine maps, convex;
+  ∇f_sft = Σ_i w_i (E_{y~π_θ(·|x_i)} φ(x_i,y) − φ(x_i,y_i)), ∇²f_sft = Σ_i w_i Cov_{π_θ(·|x_i)} φ.
+- f_dpo(θ) = Σ_j w_j softplus(−m_j), m_j = β (θ − θ_ref)ᵀ Δφ_j, Δφ_j = φ(x_j,y_w) − φ(x_j,y_l):
+  the normalisers cancel, so f_dpo is a logistic loss of an affine map (paper-brief §1);
+  ∇f_dpo = −β Σ_j w_j σ(−m_j) Δφ_j, ∇²f_dpo = β² Σ_j w_j σ(m_j) σ(−m_j) Δφ_j Δφ_jᵀ.
+
+Data weights are normalised within each data set. Prompts may have different numbers of
+responses: ``features`` is padded and ``mask`` marks the real responses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, log_expit, logsumexp
+
+from toyopt.problems.base import Problem, as_rows, orthonormal_basis
+from toyopt.rng import STREAM_BATCH, uniform
+
+
+class LogLinearProblem(Problem):
+    kind = "loglinear"
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        mask: np.ndarray,
+        sft: dict[str, np.ndarray],
+        preferences: dict[str, np.ndarray],
+        beta: float,
+        theta_ref: np.ndarray,
+        start: np.ndarray | None = None,
+    ):
+        self.features = np.asarray(features, dtype=float)  # (P, R, d)
+        self.mask = np.asarray(mask, dtype=bool)  # (P, R)
+        self.beta = float(beta)
+        self.theta_ref = np.asarray(theta_ref, dtype=float)
+        self.dim = self.features.shape[2]
+        # Training starts from the reference policy unless told otherwise, as in the LLM runs.
+        self.start = self.theta_ref.copy() if start is None else np.asarray(start, dtype=float)
+        self.sft_prompt = np.asarray(sft["prompt"], dtype=int)
+        self.sft_response = np.asarray(sft["response"], dtype=int)
+        self.sft_weight = _normalised(sft["weight"])
+        self.pref_prompt = np.asarray(preferences["prompt"], dtype=int)
+        self.pref_chosen = np.asarray(preferences["chosen"], dtype=int)
+        self.pref_rejected = np.asarray(preferences["rejected"], dtype=int)
+        self.pref_weight = _normalised(preferences["weight"])
+        # Δφ_j for every preference triple, and the weight each prompt carries in f_sft.
+        phi = self.features
+        self.delta = (
+            phi[self.pref_prompt, self.pref_chosen] - phi[self.pref_prompt, self.pref_rejected]
+        )
+        self.prompt_weight = np.bincount(
+            self.sft_prompt, weights=self.sft_weight, minlength=len(phi)
+        )
+        self.sft_target = self.sft_weight @ phi[self.sft_prompt, self.sft_response]
+
+    # -- policy --------------------------------------------------------------------------
+    def _logits(self, theta: np.ndarray) -> np.ndarray:
+        z = np.einsum("sd,prd->spr", as_rows(theta), self.features)
+        return np.where(self.mask, z, -np.inf)
+
+    def log_policy(self, theta: np.ndarray) -> np.ndarray:
+        """log π_θ(y|x) for every prompt and response: shape (S, P, R)."""
+        z = self._logits(theta)
+        return z - logsumexp(z, axis=2, keepdims=True)
+
+    def _mean_features(self, theta: np.ndarray) -> np.ndarray:
+        """E_{y~π_θ(·|x)} φ(x,y) per row and prompt: (S, P, d)."""
+        return np.einsum("spr,prd->spd", np.exp(self.log_policy(theta)), self.features)
+
+    def _margins(self, theta: np.ndarray) -> np.ndarray:
+        return self.beta * (as_rows(theta) - self.theta_ref) @ self.delta.T  # (S, m)
+
+    # -- objectives ----------------------------------------------------------------------
+    def value(self, objective: str, theta: np.ndarray) -> np.ndarray:
+        if objective == "sft":
+            lse = logsumexp(self._logits(theta), axis=2)  # (S, P)
+            return lse @ self.prompt_weight - as_rows(theta) @ self.sft_target
+        return -log_expit(self._margins(theta)) @ self.pref_weight
+
+    def grad(self, objective: str, theta: np.ndarray) -> np.ndarray:
+        if objective == "sft":
+            return (
+                np.einsum("spd,p->sd", self._mean_features(theta), self.prompt_weight)
+                - self.sft_target
+            )
+        coef = expit(-self._margins(theta)) * self.pref_weight  # (S, m)
+        return -self.beta * coef @ self.delta
+
+    def hessian(self, objective: str, theta: np.ndarray) -> np.ndarray:
+        theta = np.asarray(theta, dtype=float).reshape(1, -1)
+        if objective == "sft":
+            pi = np.exp(self.log_policy(theta))[0]  # (P, R)
+            mean = np.einsum("pr,prd->pd", pi, self.features)
+            second = np.einsum("pr,pri,prj->pij", pi, self.features, self.features)
+            cov = second - np.einsum("pi,pj->pij", mean, mean)
+            return np.einsum("p,pij->ij", self.prompt_weight, cov)
+        m = self._margins(theta)[0]
+        c = self.beta**2 * self.pref_weight * expit(m) * expit(-m)
+        return np.einsum("j,ji,jk->ik", c, self.delta, self.delta)
+
+    def sample_grad(
+        self, objective: str, theta: np.ndarray, seeds: np.ndarray, step: int, batch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``batch`` rows with replacement, with probability equal to their data weight,
+        keyed by (seed, step): the mean per-row gradient is an unbiased estimate of ∇f."""
+        theta = as_rows(theta)
+        weights = self.sft_weight if objective == "sft" else self.pref_weight
+        u = uniform(np.asarray(seeds)[:, None], step, STREAM_BATCH[objective], np.arange(batch))
+        rows = np.minimum(np.searchsorted(np.cumsum(weights), u, side="right"), len(weights) - 1)
+        idx = np.arange(len(theta))[:, None]
+        if objective == "sft":
+            p, y = self.sft_prompt[rows], self.sft_response[rows]  # (S, B)
+            log_pi = self.log_policy(theta)[idx, p, y]
+            per_row = self._mean_features(theta)[idx, p] - self.features[p, y]
+            return per_row.mean(axis=1), -log_pi.mean(axis=1)
+        m = self._margins(theta)[idx, rows]  # (S, B)
+        per_row = -self.beta * expit(-m)[..., None] * self.delta[rows]
+        return per_row.mean(axis=1), -log_expit(m).mean(axis=1)
+
+    # -- geometry and constants ----------------------------------------------------------
+    def _sft_differences(self) -> np.ndarray:
+        """φ(x_i, y_i) − φ(x_i, r) for every SFT row i of positive weight and response r."""
+        keep = self.sft_weight > 0
+        p, y = self.sft_prompt[keep], self.sft_response[keep]
+        diffs = self.features[p, y][:, None, :] - self.features[p]  # (n, R, d)
+        return diffs[self.mask[p]]
+
+    def span(self, objective: str) -> np.ndarray:
+        rows = self._sft_differences() if objective == "sft" else self.delta[self.pref_weight > 0]
+        return orthonormal_basis(rows, self.dim)
+
+    def recession_rows(self, objective: str) -> np.ndarray:
+        # f_sft recedes along v iff v·(φ(x_i,y_i) − φ(x_i,r)) ≥ 0 for all rows and responses;
+        # f_dpo recedes along v iff v·Δφ_j ≥ 0 for all preference triples.
+        return self._sft_differences() if objective == "sft" else self.delta[self.pref_weight > 0]
+
+    def grad_bound(self, objective: str) -> float:
+        """‖∇f_sft‖ ≤ max_{p,r,r'} ‖φ(p,r) − φ(p,r')‖ (a difference of a mean and a point of the
+        same convex hull); ‖∇f_dpo‖ ≤ β max_j ‖Δφ_j‖ (since σ ≤ 1 and Σ w_j = 1)."""
+        if objective == "sft":
+            return max(self._prompt_diameters()[self.prompt_weight > 0], default=0.0)
+        return self.beta * float(np.max(np.linalg.norm(self.delta, axis=1), initial=0.0))
+
+    def smoothness(self, objective: str) -> float:
+        """L_sft = max_p diam_p² / 4 (the variance of a variable confined to an interval of
+        length D is at most D²/4); L_dpo = β²/4 ‖Σ_j w_j Δφ_j Δφ_jᵀ‖ (σ(m)σ(−m) ≤ 1/4)."""
+        if objective == "sft":
+            return max(self._prompt_diameters()[self.prompt_weight > 0], default=0.0) ** 2 / 4
+        gram = np.einsum("j,ji,jk->ik", self.pref_weight, self.delta, self.delta)
+        return self.beta**2 / 4 * float(np.linalg.eigvalsh(gram)[-1])
+
+    def _prompt_diameters(self) -> np.ndarray:
+        d = self.features[:, :, None, :] - self.features[:, None, :, :]
+        both = self.mask[:, :, None] & self.mask[:, None, :]
+        return np.where(both, np.linalg.norm(d, axis=-1), 0.0).max(axis=(1, 2))
+
+    def to_json(self) -> dict:
+        features = [self.features[p][self.mask[p]].tolist() for p in range(self.features.shape[0])]
+        return {
+            "kind": self.kind,
+            "beta": self.beta,
+            "theta_ref": self.theta_ref.tolist(),
+            "start": self.start.tolist(),
+            "features": features,
+            "sft": [
+                {"prompt": int(p), "response": int(r), "weight": float(w)}
+                for p, r, w in zip(self.sft_prompt, self.sft_response, self.sft_weight)
+            ],
+            "preferences": [
+                {"prompt": int(p), "chosen": int(c), "rejected": int(r), "weight": float(w)}
+                for p, c, r, w in zip(
+                    self.pref_prompt, self.pref_chosen, self.pref_rejected, self.pref_weight
+                )
+            ],
+        }
+
+
+def _normalised(weights: np.ndarray) -> np.ndarray:
+    weights = np.asarray(weights, dtype=float)
+    return weights / weights.sum()

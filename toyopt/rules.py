@@ -1,0 +1,287 @@
+"""The update rules: which objective each optimizer step moves on.
+
+The paper's methods differ *only* in this rule, so it is written once, here, and drives every
+backend (the numpy toy problems and the torch language-model trainer alike). A rule never sees
+parameters, tensors or optimizers: it sees its own small state, the step counter and, when it
+asks for them, objective values. It returns the weights of this step's gradient,
+``{"sft": w_sft, "dpo": w_dpo}``, each an array with one entry per run in the batch (one seed
+per row). A zero weight means that objective is not computed at all for that row.
+
+Interface (optax-style pure functions; the state is a dict of numpy arrays, JSON-serialisable
+with :func:`state_to_json`, so a run can be checkpointed and resumed):
+
+- ``init(seeds) -> state``
+- ``wants_values(state, step) -> bool``: does ``choose`` need f_sft and f_dpo at the current
+  iterate? (Each request costs one function evaluation per objective and per row.)
+- ``choose(state, step, values) -> (weights, state)``
+- ``observe(state, weights, losses) -> state``: ``losses`` are the values of the objectives the
+  step differentiated, at the pre-step iterate (a gradient computation yields them for free).
+
+λ (``lam``) is always the weight of DPO: f_mix,λ = λ f_dpo + (1 − λ) f_sft.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from toyopt.rng import STREAM_CHOICE, uniform
+
+OBJECTIVES: tuple[str, str] = ("sft", "dpo")
+Weights = dict[str, np.ndarray]
+State = dict[str, np.ndarray]
+Values = Mapping[str, np.ndarray]
+
+RULE_NAMES: dict[str, str] = {
+    "sequential-sft-dpo": "SFT for the first `switch` steps, then DPO (the usual recipe).",
+    "sequential-dpo-sft": "DPO for the first `switch` steps, then SFT (the order the paper analyses).",
+    "alright": "each step on DPO with probability lam, else on SFT (ALRIGHT, paper's Algorithm 2).",
+    "maxright": "each step on the objective with the larger weighted gap (MAXRIGHT, Algorithm 3);"
+    " refresh_every=K>1 keeps stale gaps and evaluates both objectives every K steps.",
+    "mix": "each step on lam*grad f_dpo + (1-lam)*grad f_sft: both gradients every step (baseline).",
+}
+
+
+class Rule(Protocol):
+    name: str
+
+    def init(self, seeds: np.ndarray) -> State: ...
+
+    def wants_values(self, state: State, step: int) -> bool: ...
+
+    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]: ...
+
+    def observe(self, state: State, weights: Weights, losses: Values) -> State: ...
+
+
+def check_lam(lam: float) -> float:
+    lam = float(lam)
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam (the DPO weight) must lie in [0, 1], got {lam}")
+    return lam
+
+
+def one_hot(take_dpo: np.ndarray) -> Weights:
+    """Unit weight on DPO where ``take_dpo`` is true, on SFT elsewhere."""
+    take_dpo = np.asarray(take_dpo, dtype=bool)
+    return {"sft": (~take_dpo).astype(float), "dpo": take_dpo.astype(float)}
+
+
+class _Stateless:
+    """Rules whose only state is the batch of seeds."""
+
+    def init(self, seeds: np.ndarray) -> State:
+        return {"seeds": np.asarray(seeds, dtype=np.int64).reshape(-1)}
+
+    def wants_values(self, state: State, step: int) -> bool:
+        return False
+
+    def observe(self, state: State, weights: Weights, losses: Values) -> State:
+        return state
+
+
+@dataclass(frozen=True)
+class Sequential(_Stateless):
+    """Train on ``first`` for steps 0 … switch−1, then on the other objective.
+
+    The paper's sequential lower bound: the second stage forgets the first, and the f_mix gap of
+    the output stays bounded away from zero however large the budget (claim C1).
+    """
+
+    first: str
+    switch: int
+
+    def __post_init__(self) -> None:
+        if self.first not in OBJECTIVES:
+            raise ValueError(f"first must be 'sft' or 'dpo', got {self.first!r}")
+        if self.switch < 0:
+            raise ValueError(f"switch must be >= 0, got {self.switch}")
+
+    @property
+    def name(self) -> str:
+        second = "dpo" if self.first == "sft" else "sft"
+        return f"sequential-{self.first}-{second}"
+
+    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]:
+        in_first = np.full(state["seeds"].shape, step < self.switch)
+        return one_hot(in_first == (self.first == "dpo")), state
+
+
+@dataclass(frozen=True)
+class AlRight(_Stateless):
+    """ALRIGHT: step on DPO with probability λ, else on SFT, with the unweighted gradient.
+
+    E[step direction] = λ ∇f_dpo + (1 − λ) ∇f_sft = ∇f_mix,λ, so ALRIGHT is a stochastic
+    gradient method on f_mix,λ at the cost of one gradient per step (claims C2, C5). The coin is
+    ``uniform(seed, step) < λ`` from the counter-based generator: every process and every resumed
+    run draws the same choice without communication.
+    """
+
+    lam: float
+    name: str = field(default="alright", init=False)
+
+    def __post_init__(self) -> None:
+        check_lam(self.lam)
+
+    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]:
+        return one_hot(uniform(state["seeds"], step, STREAM_CHOICE) < self.lam), state
+
+
+@dataclass(frozen=True)
+class Mix(_Stateless):
+    """Mix (baseline): the full gradient of f_mix,λ, i.e. both gradients every step (C4, C5)."""
+
+    lam: float
+    name: str = field(default="mix", init=False)
+
+    def __post_init__(self) -> None:
+        check_lam(self.lam)
+
+    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]:
+        ones = np.ones(state["seeds"].shape)
+        weights = {"sft": (1.0 - self.lam) * ones, "dpo": self.lam * ones}
+        return weights, state
+
+
+def weighted_gaps(lam: float, optima: Mapping[str, float], values: Values) -> dict[str, np.ndarray]:
+    """The gaps MAXRIGHT compares: λ (f_dpo − f*_dpo) and (1 − λ)(f_sft − f*_sft)."""
+    return {
+        "dpo": lam * (np.asarray(values["dpo"]) - optima["dpo"]),
+        "sft": (1.0 - lam) * (np.asarray(values["sft"]) - optima["sft"]),
+    }
+
+
+def larger_gap(lam: float, gaps: Mapping[str, np.ndarray]) -> Weights:
+    """One-hot weights on the larger weighted gap; a tie goes to the objective of larger weight
+    (DPO when λ ≥ ½), so that λ = 1 is pure DPO and λ = 0 pure SFT even at an optimum."""
+    tie_to_dpo = lam >= 0.5
+    take_dpo = (gaps["dpo"] > gaps["sft"]) | ((gaps["dpo"] == gaps["sft"]) & tie_to_dpo)
+    return one_hot(take_dpo)
+
+
+def _check_optima(optima: Mapping[str, float]) -> dict[str, float]:
+    missing = [k for k in OBJECTIVES if k not in optima]
+    if missing:
+        raise ValueError(f"optima needs values for {missing}, got keys {sorted(optima)}")
+    return {k: float(optima[k]) for k in OBJECTIVES}
+
+
+@dataclass(frozen=True)
+class MaxRight(_Stateless):
+    """MAXRIGHT, exact reference version: evaluate both objectives every step and step (with the
+    unweighted gradient) on the one with the larger weighted gap, argmax{λ gap_dpo, (1−λ) gap_sft}.
+
+    This is a subgradient method on the weighted Chebyshev scalarisation
+    max{λ (f_dpo − f*_dpo), (1 − λ)(f_sft − f*_sft)} (claim C3). Cost: one gradient and two
+    function values per step (C5). ``optima`` are supplied constants f*_sft, f*_dpo (0 when
+    unknown turns the rule into "larger weighted loss").
+    """
+
+    lam: float
+    optima: Mapping[str, float]
+    name: str = field(default="maxright", init=False)
+
+    def __post_init__(self) -> None:
+        check_lam(self.lam)
+        object.__setattr__(self, "optima", _check_optima(self.optima))
+
+    def wants_values(self, state: State, step: int) -> bool:
+        return True
+
+    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]:
+        if values is None:
+            raise ValueError("MAXRIGHT needs both objective values at every step")
+        return larger_gap(self.lam, weighted_gaps(self.lam, self.optima, values)), state
+
+
+@dataclass(frozen=True)
+class StaleMaxRight:
+    """MAXRIGHT, memory-efficient version: refresh both weighted gaps exactly every
+    ``refresh_every`` = K steps; between refreshes only the gap of the objective just stepped on
+    is updated, with the loss that step computed anyway. Cost: 2/K function values per step.
+
+    With K = 1 it makes exactly the choices of :class:`MaxRight` (tested), in the way
+    schedule-free's memory-efficient optimizer is tested against its reference version.
+    """
+
+    lam: float
+    optima: Mapping[str, float]
+    refresh_every: int
+    name: str = field(default="maxright", init=False)
+
+    def __post_init__(self) -> None:
+        check_lam(self.lam)
+        object.__setattr__(self, "optima", _check_optima(self.optima))
+        if self.refresh_every < 1:
+            raise ValueError(f"refresh_every must be >= 1, got {self.refresh_every}")
+
+    def init(self, seeds: np.ndarray) -> State:
+        seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        return {"seeds": seeds, "gap_sft": np.zeros(seeds.shape), "gap_dpo": np.zeros(seeds.shape)}
+
+    def wants_values(self, state: State, step: int) -> bool:
+        return step % self.refresh_every == 0
+
+    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]:
+        if values is not None:
+            gaps = weighted_gaps(self.lam, self.optima, values)
+            state = {**state, "gap_sft": gaps["sft"] + 0.0, "gap_dpo": gaps["dpo"] + 0.0}
+        elif self.wants_values(state, step):
+            raise ValueError(f"stale MAXRIGHT needs both objective values at step {step}")
+        gaps = {"sft": state["gap_sft"], "dpo": state["gap_dpo"]}
+        return larger_gap(self.lam, gaps), state
+
+    def observe(self, state: State, weights: Weights, losses: Values) -> State:
+        fresh = weighted_gaps(self.lam, self.optima, {k: losses.get(k, np.nan) for k in OBJECTIVES})
+        new = dict(state)
+        for k in OBJECTIVES:
+            stepped = np.asarray(weights[k]) > 0
+            new[f"gap_{k}"] = np.where(stepped, fresh[k], state[f"gap_{k}"])
+        return new
+
+
+def make_rule(
+    name: str,
+    lam: float,
+    steps: int,
+    switch: int | None = None,
+    optima: Mapping[str, float] | None = None,
+    refresh_every: int = 1,
+) -> Rule:
+    """Build a rule from its CLI name (see :data:`RULE_NAMES`).
+
+    ``steps`` is the total budget in optimizer steps; sequential rules switch at ``switch``
+    (default: equal halves). MAXRIGHT needs ``optima``; ``refresh_every`` = 1 gives the exact rule.
+    """
+    check_lam(lam)
+    if steps <= 0:
+        raise ValueError(f"steps must be a positive number of optimizer steps, got {steps}")
+    if name.startswith("sequential-") and name in RULE_NAMES:
+        if switch is None:
+            switch = steps // 2
+        if not 0 <= switch <= steps:
+            raise ValueError(f"switch must lie in [0, steps={steps}], got {switch}")
+        return Sequential(first=name.split("-")[1], switch=switch)
+    if name == "alright":
+        return AlRight(lam)
+    if name == "mix":
+        return Mix(lam)
+    if name == "maxright":
+        if optima is None:
+            raise ValueError("maxright needs the single-objective optima f*_sft and f*_dpo")
+        if refresh_every == 1:
+            return MaxRight(lam, optima)
+        return StaleMaxRight(lam, optima, refresh_every)
+    raise ValueError(f"unknown rule {name!r}; choose one of {', '.join(RULE_NAMES)}")
+
+
+def state_to_json(state: State) -> dict[str, list]:
+    """A JSON-ready copy of a rule state (for checkpoints)."""
+    return {k: np.asarray(v).tolist() for k, v in state.items()}
+
+
+def state_from_json(data: Mapping[str, list]) -> State:
+    return {k: np.asarray(v, dtype=np.int64 if k == "seeds" else float) for k, v in data.items()}
