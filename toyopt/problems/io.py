@@ -6,6 +6,7 @@ e.g. ``inst.json: field 'sft[2].prompt': index 5 out of range (the problem has 2
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from pathlib import Path
@@ -34,8 +35,8 @@ class _Checker:
         if not isinstance(obj, dict):
             self.fail(field, f"expected an object, got {type(obj).__name__}")
         if key not in obj:
-            near = [k for k in obj if k.lower() == key.lower() or k.rstrip("s") == key.rstrip("s")]
-            hint = f" (found {near[0]!r})" if near else ""
+            near = difflib.get_close_matches(key, [str(k) for k in obj], n=1, cutoff=0.7)
+            hint = f" (found {near[0]!r}: misspelled?)" if near else ""
             self.fail(f"{field}.{key}".lstrip("."), f"missing{hint}")
         return obj[key]
 

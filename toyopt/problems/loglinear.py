@@ -15,7 +15,7 @@ responses: ``features`` is padded and ``mask`` marks the real responses.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, log_expit, logsumexp
+from scipy.special import expit, log_expit
 
 from toyopt.problems.base import Problem, as_rows, orthonormal_basis
 from toyopt.rng import STREAM_BATCH, uniform
@@ -66,7 +66,7 @@ class LogLinearProblem(Problem):
     def log_policy(self, theta: np.ndarray) -> np.ndarray:
         """log π_θ(y|x) for every prompt and response: shape (S, P, R)."""
         z = self._logits(theta)
-        return z - logsumexp(z, axis=2, keepdims=True)
+        return z - _logsumexp(z)[..., None]
 
     def _mean_features(self, theta: np.ndarray) -> np.ndarray:
         """E_{y~π_θ(·|x)} φ(x,y) per row and prompt: (S, P, d)."""
@@ -78,7 +78,7 @@ class LogLinearProblem(Problem):
     # -- objectives ----------------------------------------------------------------------
     def value(self, objective: str, theta: np.ndarray) -> np.ndarray:
         if objective == "sft":
-            lse = logsumexp(self._logits(theta), axis=2)  # (S, P)
+            lse = _logsumexp(self._logits(theta))  # (S, P)
             return lse @ self.prompt_weight - as_rows(theta) @ self.sft_target
         return -log_expit(self._margins(theta)) @ self.pref_weight
 
@@ -178,6 +178,12 @@ class LogLinearProblem(Problem):
                 )
             ],
         }
+
+
+def _logsumexp(z: np.ndarray) -> np.ndarray:
+    """log Σ exp over the last axis (masked entries are −inf); scipy's is slow on small arrays."""
+    top = z.max(axis=-1, keepdims=True)
+    return np.log(np.exp(z - top).sum(axis=-1)) + top[..., 0]
 
 
 def _normalised(weights: np.ndarray) -> np.ndarray:
