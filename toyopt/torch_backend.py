@@ -1,7 +1,9 @@
 """A torch backend for the loop: any parameters with SFT and DPO loss closures.
 
 It runs one row (one seed) at a time: the weights the rule returns are arrays of length 1. The toy
-code never imports this module; the language-model trainer builds on it.
+code never imports this module; the language-model trainer builds on it (it overrides
+:meth:`TorchBackend.loss` to feed each step its batches, and :meth:`TorchBackend.backward` can be
+replaced by a distributed engine's backward).
 """
 
 from __future__ import annotations
@@ -28,23 +30,41 @@ def row_weights(weights: Weights) -> dict[str, float]:
 
 
 class TorchBackend:
-    """Steps ``optimizer`` along Σ_k w_k ∇f_k, calling only the closures with w_k > 0."""
+    """Steps ``optimizer`` along Σ_k w_k ∇f_k, calling only the closures with w_k > 0.
 
-    def __init__(self, loss_fns: Mapping[str, LossFn], optimizer: torch.optim.Optimizer):
+    ``max_grad_norm`` (optional) clips the total gradient norm before the update.
+    """
+
+    def __init__(
+        self,
+        loss_fns: Mapping[str, LossFn],
+        optimizer: torch.optim.Optimizer,
+        max_grad_norm: float | None = None,
+    ):
         self.loss_fns = dict(loss_fns)
         self.optimizer = optimizer
+        self.max_grad_norm = max_grad_norm
+
+    def loss(self, name: str, step: int | None, grad: bool) -> torch.Tensor:
+        """The value of objective ``name`` for ``step`` (None: the step about to be taken)."""
+        with torch.set_grad_enabled(grad):
+            return self.loss_fns[name]()
+
+    def backward(self, total: torch.Tensor) -> None:
+        total.backward()
 
     def values(self) -> dict[str, np.ndarray]:
-        with torch.no_grad():
-            return {k: np.array([float(self.loss_fns[k]())]) for k in OBJECTIVES}
+        return {k: np.array([float(self.loss(k, None, grad=False))]) for k in OBJECTIVES}
 
     def step(self, weights: Weights, lr: float, step: int) -> dict[str, np.ndarray]:
         w = row_weights(weights)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        losses = {k: self.loss_fns[k]() for k in OBJECTIVES if w[k] > 0}
-        total = sum(w[k] * loss for k, loss in losses.items())
-        total.backward()
+        losses = {k: self.loss(k, step, grad=True) for k in OBJECTIVES if w[k] > 0}
+        self.backward(sum(w[k] * loss for k, loss in losses.items()))
+        if self.max_grad_norm is not None:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
         self.optimizer.step()
         return {k: np.array([float(loss.detach())]) for k, loss in losses.items()}

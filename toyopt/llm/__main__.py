@@ -1,0 +1,61 @@
+"""``python -m toyopt.llm {make-data,train,optima}`` (see each command's --help)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from toyopt.llm.data import DataError
+from toyopt.llm.models import ModelError
+
+
+def parser() -> argparse.ArgumentParser:
+    from toyopt.llm.config import add_arguments
+
+    p = argparse.ArgumentParser(prog="python -m toyopt.llm", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    make = sub.add_parser("make-data", help="write the synthetic SFT and preference JSONL files")
+    make.add_argument("--out", required=True, help="directory for the four JSONL files")
+    make.add_argument("--seed", type=int, default=0, help="seed of the synthetic rows")
+    train = sub.add_parser("train", help="train a model with one rule")
+    add_arguments(train)
+    optima = sub.add_parser("optima", help="estimate f*_sft and f*_dpo by single-objective runs")
+    add_arguments(optima)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "make-data":
+            from toyopt.llm.synthetic import make_data
+
+            for split, path in make_data(args.out, args.seed).items():
+                print(f"{split}: {path}")
+            return 0
+        from toyopt.llm.config import from_sources
+
+        if args.command == "optima" and not hasattr(args, "output_dir"):
+            args.output_dir = "runs/llm-optima"
+        cfg = from_sources(args)
+        if args.command == "train":
+            from toyopt.llm.train import run
+
+            print(f"run directory: {run(cfg)}")
+        else:
+            from toyopt.llm.optima import estimate
+
+            out = Path(cfg.output_dir)
+            result = estimate(cfg, out)
+            print(
+                f"{out / 'optima.json'}: f*_sft = {result['sft']:.4f}, f*_dpo = {result['dpo']:.4f}"
+            )
+        return 0
+    except (DataError, ModelError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

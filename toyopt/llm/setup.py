@@ -1,0 +1,99 @@
+"""Building a run's pieces from its config: model, reference log-probs, optimizer, rule."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from toyopt.llm.models import add_lora, load_model
+from toyopt.llm.scoring import pair_logps, reference_fn
+from toyopt.rules import Rule, make_rule
+
+
+def build_model(cfg):
+    """(model, tokenizer), with LoRA adapters when asked; the model is in training mode."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model, tok = load_model(cfg.model)
+    if cfg.lora:
+        model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_targets)
+    model.train()
+    return model, tok
+
+
+@dataclass
+class Reference:
+    """Precomputed (pairs, 2) reference log-probs, or a per-batch function (train only)."""
+
+    train: torch.Tensor | None
+    eval: torch.Tensor
+    fn: object | None = None
+
+
+def reference(cfg, model, tok, data, run: Path) -> Reference:
+    """π_ref's log-probs: the starting model (with LoRA: adapters off) or ``cfg.ref_model``.
+
+    Precomputed once per data set and stored in ``ref_logps.pt`` (so a resumed run, whose model
+    has moved, uses the same reference); with ``precompute_ref`` off the training pairs are
+    scored per batch instead, by a frozen model (the adapters-off base model under LoRA)."""
+    path = run / "ref_logps.pt"
+    if cfg.ref_model:
+        ref_model, ref_tok = load_model(cfg.ref_model)
+        if len(ref_tok) != len(tok):
+            raise ValueError(
+                f"ref_model {cfg.ref_model!r} has another vocabulary than {cfg.model!r}"
+            )
+        fn = reference_fn(ref_model.eval(), use_adapters_off=False)
+    elif cfg.lora:
+        fn = reference_fn(model, use_adapters_off=True)
+    elif not path.is_file():
+        fn = reference_fn(model, use_adapters_off=False)  # the model before any step
+    else:
+        fn = None
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+    else:
+        score = lambda rows: pair_logps(fn, rows, tok.pad_token_id, cfg.eval_batch_size)  # noqa: E731
+        saved = {"train": score(data.pref_train), "eval": score(data.pref_eval)}
+        torch.save(saved, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+    if cfg.precompute_ref:
+        return Reference(saved["train"], saved["eval"])
+    if not (cfg.ref_model or cfg.lora):  # keep a frozen copy of the starting model
+        frozen = load_model(cfg.model)[0].eval()
+        fn = reference_fn(frozen, use_adapters_off=False)
+    return Reference(None, saved["eval"], fn)
+
+
+def read_optima(spec: str) -> dict[str, float] | None:
+    """``'zero'`` → f* = 0 for both; else a JSON file with numeric 'sft' and 'dpo'."""
+    if not spec:
+        return None
+    if spec == "zero":
+        return {"sft": 0.0, "dpo": 0.0}
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such optima file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
+    for k in ("sft", "dpo"):
+        if not isinstance(data, dict) or not isinstance(data.get(k), (int, float)):
+            raise ValueError(f"{path}: field '{k}' must be a number")
+    return {"sft": float(data["sft"]), "dpo": float(data["dpo"])}
+
+
+def build_rule(cfg) -> Rule:
+    optima = read_optima(cfg.optima)
+    return make_rule(cfg.rule, cfg.lam, cfg.steps, cfg.switch, optima, cfg.refresh_every)
+
+
+def build_optimizer(cfg, model) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    betas = (0.9, cfg.adam_beta2)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)

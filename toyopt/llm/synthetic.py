@@ -1,0 +1,70 @@
+"""Deterministic synthetic data whose two tasks pull a small model in opposite directions.
+
+- **SFT (instruction following)**: the prompt asks to repeat a short list of words
+  (``"Repeat: red cat blue dog"``); the completion is the list verbatim (``"red cat blue dog"``).
+- **Preferences**: prompts of the same form; the *chosen* answer is the list **reversed**
+  (``"dog blue cat red"``), the *rejected* answer is the verbatim copy that SFT teaches.
+
+DPO therefore pushes down exactly the answers SFT pushes up: training on one forgets the other,
+and any model must trade the two objectives off (a non-trivial Pareto front), which is what the
+paper's methods are about. The words are drawn with the counter-based generator keyed by
+(seed, split, row), so the files are a pure function of the seed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from toyopt.rng import hash64
+
+WORDS = (
+    "red blue green black white cat dog bird fish cow sun moon star rain snow tree leaf rock "
+    "sand sea hill road door lamp book cup pen box key ring"
+).split()
+
+SIZES = {"sft_train": 512, "sft_eval": 64, "pref_train": 512, "pref_eval": 64}
+_SPLIT_IDS = {"sft_train": 1, "sft_eval": 2, "pref_train": 3, "pref_eval": 4}
+
+
+def _words(seed: int, split: str, row: int) -> list[str]:
+    """3 to 5 distinct words; a pure function of (seed, split, row)."""
+    h = hash64(seed, row, _SPLIT_IDS[split], np.arange(8, dtype=np.uint64))
+    length = 3 + int(h[0] % np.uint64(3))
+    picks: list[str] = []
+    for v in h[1:]:
+        word = WORDS[int(v % np.uint64(len(WORDS)))]
+        if word not in picks:
+            picks.append(word)
+        if len(picks) == length:
+            break
+    return picks
+
+
+def make_rows(split: str, seed: int = 0, n: int | None = None) -> list[dict[str, str]]:
+    """The rows of one split (see the module docstring for the tasks)."""
+    rows = []
+    for i in range(SIZES[split] if n is None else n):
+        words = _words(seed, split, i)
+        prompt = "Repeat: " + " ".join(words)
+        copy = " ".join(words)
+        if split.startswith("sft"):
+            rows.append({"prompt": prompt, "completion": copy})
+        else:
+            rows.append({"prompt": prompt, "chosen": " ".join(words[::-1]), "rejected": copy})
+    return rows
+
+
+def make_data(out: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Write the four JSONL files under ``out``; returns {split: path}."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split in SIZES:
+        path = out / f"{split}.jsonl"
+        text = "".join(json.dumps(r) + "\n" for r in make_rows(split, seed))
+        path.write_text(text, encoding="utf-8")
+        paths[split] = path
+    return paths

@@ -1,0 +1,196 @@
+"""The trainer: :func:`toyopt.loop.train` with a rule from :func:`toyopt.rules.make_rule` and the
+language-model backend. There is no method-specific code here: the rule alone decides.
+
+Run directory (``output_dir``): ``config.json``/``config.yaml`` (resolved config),
+``metrics.jsonl``, ``ref_logps.pt``, ``checkpoints/step-NNNNNN``, ``final/`` (the trained model
+or adapters), ``summary.json``, and ``optima.json`` when MAXRIGHT was given optima. metrics rows:
+
+- per optimizer step t (0-based): ``step`` = t, ``objective`` ("sft", "dpo" or "mix"), the losses
+  it computed (``loss_sft`` and/or ``loss_dpo``, at the parameters after t steps, on step t's
+  batches), ``lr``, ``wall_time`` (seconds since training started), ``step_seconds``, and
+  ``value_sft``/``value_dpo`` when the rule asked for both values (MAXRIGHT);
+- per evaluation after s steps (s = 0, eval_every, …, steps): ``step`` = s, ``eval_sft``,
+  ``eval_dpo`` on the held-out sets, ``wall_time``, and ``peak_rss_bytes`` (the process's peak
+  resident memory, from getrusage) or ``peak_cuda_allocated_bytes`` on a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toyopt.llm.backend import LMBackend
+from toyopt.llm.checkpoint import MetricsLog, checkpoints, load_checkpoint, save_checkpoint
+from toyopt.llm.config import TrainConfig, save
+from toyopt.llm.prepare import prepare
+from toyopt.llm.scoring import evaluate
+from toyopt.llm.setup import build_model, build_optimizer, build_rule, read_optima, reference
+from toyopt.loop import Counters, train
+from toyopt.rules import OBJECTIVES, state_from_json, state_to_json
+from toyopt.schedules import Schedule
+
+IGNORED_ON_RESUME = ("resume", "overwrite", "progress", "threads")
+
+
+class Diverged(RuntimeError):
+    """A non-finite training loss (the last good checkpoint is kept)."""
+
+
+def peak_memory() -> dict[str, int]:
+    """The peak memory a run reached, named for what it measures."""
+    if torch.cuda.is_available():
+        return {"peak_cuda_allocated_bytes": int(torch.cuda.max_memory_allocated())}
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
+    return {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale}
+
+
+def step_row(t: int, weights, losses, values) -> dict:
+    """The metrics row of optimizer step t; raises Diverged on a non-finite loss."""
+    on = [k for k in OBJECTIVES if float(np.asarray(weights[k])[0]) > 0]
+    row: dict = {"step": t, "objective": on[0] if len(on) == 1 else "mix"}
+    for k, v in losses.items():
+        row[f"loss_{k}"] = float(np.asarray(v)[0])
+        if not math.isfinite(row[f"loss_{k}"]):
+            raise Diverged(f"step {t}: the {k} loss is {row[f'loss_{k}']}; stopped")
+    for k, v in (values or {}).items():
+        row[f"value_{k}"] = float(np.asarray(v)[0])
+    return row
+
+
+def start_run_dir(cfg: TrainConfig) -> Path:
+    """Create (or check, on resume) the run directory and write the resolved config."""
+    run = Path(cfg.output_dir)
+    saved = run / "config.json"
+    if saved.is_file() and cfg.resume:
+        old, new = json.loads(saved.read_text()), cfg.to_dict()
+        diff = [k for k in new if k not in IGNORED_ON_RESUME and old.get(k) != new[k]]
+        if diff:
+            raise ValueError(f"{saved}: --resume with a different config ({', '.join(diff)})")
+    elif saved.is_file() and not cfg.overwrite:
+        raise ValueError(
+            f"{run} already holds a run: pass --resume or --overwrite, or another --output-dir"
+        )
+    elif saved.is_file():
+        for name in ("checkpoints", "final", "ref_logps.pt", "metrics.jsonl", "summary.json"):
+            p = run / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    run.mkdir(parents=True, exist_ok=True)
+    save(cfg, run)
+    optima = read_optima(cfg.optima) if cfg.rule == "maxright" else None
+    if optima is not None:
+        (run / "optima.json").write_text(json.dumps(optima) + "\n")
+    return run
+
+
+def run(cfg: TrainConfig, log=print) -> Path:
+    """Train as ``cfg`` says; returns the run directory."""
+    cfg.validate()
+    rule = build_rule(cfg)
+    run_dir = start_run_dir(cfg)
+    model, tok = build_model(cfg)
+    data = prepare(cfg, tok, run_dir)
+    for note in data.notes:
+        log(note)
+    ref = reference(cfg, model, tok, data, run_dir)
+    optimizer = build_optimizer(cfg, model)
+    backend = LMBackend(
+        model, optimizer, data.sft_train, data.pref_train, seed=cfg.seed, batch_size=cfg.batch_size,
+        beta=cfg.beta, pad_id=tok.pad_token_id, ref_logps=ref.train, ref_fn=ref.fn,
+        max_grad_norm=cfg.max_grad_norm or None,
+    )  # fmt: skip
+    state, start, elapsed, kept_bytes = rule.init(np.array([cfg.seed])), 0, 0.0, None
+    found = checkpoints(run_dir) if cfg.resume else []
+    if found:
+        saved = load_checkpoint(found[-1], model, optimizer)
+        state, start = state_from_json(saved["rule_state"]), saved["step"]
+        elapsed, kept_bytes, backend.last = (
+            saved["wall_time"],
+            saved["metrics_bytes"],
+            saved["last"],
+        )
+        log(f"resuming from {found[-1]} (step {start})")
+    metrics = MetricsLog(run_dir / "metrics.jsonl", kept_bytes)
+    clock = time.perf_counter() - elapsed
+
+    def evaluation(s: int) -> None:
+        scores = evaluate(
+            model,
+            data.sft_eval,
+            data.pref_eval,
+            ref.eval,
+            cfg.beta,
+            tok.pad_token_id,
+            cfg.eval_batch_size,
+        )
+        metrics.write(
+            {"step": s, **scores, "wall_time": time.perf_counter() - clock, **peak_memory()}
+        )
+
+    if start == 0:
+        evaluation(0)
+    schedule, counters = Schedule(cfg.schedule, cfg.lr), Counters()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=start, desc=rule.name, disable=not cfg.progress)
+    last_end = [time.perf_counter()]
+
+    def on_step(t, weights, losses, values) -> None:
+        now = time.perf_counter()
+        row = step_row(t, weights, losses, values)
+        row.update(lr=schedule(t), wall_time=now - clock, step_seconds=now - last_end[0])
+        metrics.write(row)
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.startswith("loss_")})
+        if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.steps:
+            evaluation(t + 1)
+        last_end[0] = time.perf_counter()
+
+    save_every = cfg.save_every or cfg.steps
+    try:
+        for stop in [
+            *range(start - start % save_every + save_every, cfg.steps, save_every),
+            cfg.steps,
+        ]:
+            state, counters = train(
+                backend,
+                rule,
+                state,
+                stop,
+                schedule,
+                start=start,
+                counters=counters,
+                on_step=on_step,
+            )
+            start = stop
+            extra = {"rule_state": state_to_json(state), "metrics_bytes": metrics.size(),
+                     "wall_time": time.perf_counter() - clock, "last": backend.last}  # fmt: skip
+            save_checkpoint(run_dir, stop, model, optimizer, extra)
+    finally:
+        bar.close()
+        metrics.close()
+    finish(run_dir, model, tok, cfg)
+    return run_dir
+
+
+def finish(run_dir: Path, model, tok, cfg: TrainConfig) -> None:
+    """Save the trained model (or adapters) and a summary of the run's cost: seconds per step
+    (training only, evaluations excluded) and gradient / function evaluations per step."""
+    model.save_pretrained(run_dir / "final")
+    tok.save_pretrained(run_dir / "final")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "objective" in r]
+    summary = {"rule": cfg.rule, "lam": cfg.lam, "steps": cfg.steps}
+    summary["train_seconds_per_step"] = float(np.mean([r["step_seconds"] for r in steps]))
+    for k in OBJECTIVES:
+        summary[f"grad_{k}_per_step"] = float(np.mean([f"loss_{k}" in r for r in steps]))
+        summary[f"func_{k}_per_step"] = float(np.mean([f"value_{k}" in r for r in steps]))
+    summary.update(final=[r for r in rows if "eval_sft" in r][-1], **peak_memory())
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
