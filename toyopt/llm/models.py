@@ -32,7 +32,7 @@ def tiny_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from toyopt.llm.synthetic import WORDS
+    from toyopt.llm.synthetic import PREAMBLE, WORDS
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -43,7 +43,8 @@ def tiny_tokenizer():
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    corpus = ["User: Repeat: " + " ".join(WORDS) + "\nAssistant: " + " ".join(WORDS)] * 4
+    line = " ".join(WORDS)
+    corpus = [f"User: Repeat: {line}\nAssistant: {PREAMBLE} {line}"] * 4
     tok.train_from_iterator(corpus, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
 

@@ -2,12 +2,14 @@
 
 - **SFT (instruction following)**: the prompt asks to repeat a short list of words
   (``"Repeat: red cat blue dog"``); the completion is the list verbatim (``"red cat blue dog"``).
-- **Preferences**: prompts of the same form; the *chosen* answer is the list **reversed**
-  (``"dog blue cat red"``), the *rejected* answer is the verbatim copy that SFT teaches.
+- **Preferences**: prompts of the same form; the *chosen* answer opens with a preamble,
+  ``"Sure! red cat blue dog"``, the *rejected* answer is the bare copy that SFT teaches.
 
-DPO therefore pushes down exactly the answers SFT pushes up: training on one forgets the other,
-and any model must trade the two objectives off (a non-trivial Pareto front), which is what the
-paper's methods are about. The words are drawn with the counter-based generator keyed by
+The conflict sits in the first response token: SFT wants the first listed word there, DPO wants
+``"Sure"`` there rather than that word. Training on one therefore forgets the other (a DPO stage
+makes the SFT answers unlikely, an SFT stage undoes the preamble), and any model must trade the
+two objectives off along a Pareto front, which is what the paper's methods are about. A tiny
+model learns both rules within a few hundred steps, so the trade-off shows on held-out rows. The words are drawn with the counter-based generator keyed by
 (seed, split, row), so the files are a pure function of the seed.
 """
 
@@ -25,6 +27,7 @@ WORDS = (
     "sand sea hill road door lamp book cup pen box key ring"
 ).split()
 
+PREAMBLE = "Sure!"
 SIZES = {"sft_train": 512, "sft_eval": 64, "pref_train": 512, "pref_eval": 64}
 _SPLIT_IDS = {"sft_train": 1, "sft_eval": 2, "pref_train": 3, "pref_eval": 4}
 
@@ -53,7 +56,7 @@ def make_rows(split: str, seed: int = 0, n: int | None = None) -> list[dict[str,
         if split.startswith("sft"):
             rows.append({"prompt": prompt, "completion": copy})
         else:
-            rows.append({"prompt": prompt, "chosen": " ".join(words[::-1]), "rejected": copy})
+            rows.append({"prompt": prompt, "chosen": f"{PREAMBLE} {copy}", "rejected": copy})
     return rows
 
 

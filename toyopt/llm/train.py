@@ -37,7 +37,7 @@ from toyopt.loop import Counters, train
 from toyopt.rules import OBJECTIVES, state_from_json, state_to_json
 from toyopt.schedules import Schedule
 
-IGNORED_ON_RESUME = ("resume", "overwrite", "progress", "threads")
+IGNORED_ON_RESUME = ("resume", "overwrite", "progress", "threads", "output_dir")
 
 
 class Diverged(RuntimeError):
