@@ -1,0 +1,71 @@
+"""``python -m figures [--out DIR] [--quick] [--llm-runs DIR] [--optima FILE]``: regenerate every
+figure as PNG and PDF plus the CSV data it was drawn from."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from figures import build
+from figures.llm_runs import RunFormatError
+
+STEPS = ("toy_contours", "toy_grid", "rates", "llm")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m figures", description=__doc__)
+    p.add_argument("--out", type=Path, default=build.DEFAULT_OUT, help="output directory")
+    p.add_argument("--quick", action="store_true", help="small budgets (seconds): for tests")
+    p.add_argument(
+        "--llm-runs",
+        type=Path,
+        default=None,
+        help="directory of toyopt.llm run directories (LLM figures skipped without)",
+    )
+    p.add_argument(
+        "--optima",
+        type=Path,
+        default=None,
+        help="optima.json for the LLM gaps (default: LLM_RUNS/optima.json if present)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    progress = not args.no_progress
+    start = time.perf_counter()
+    done: list[build.Built] = []
+    bar = tqdm(STEPS, desc="figures", disable=not progress)
+    for step in bar:
+        bar.set_postfix_str(step)
+        try:
+            if step == "toy_contours":
+                done.append(build.contours(args.out, args.quick, progress))
+            elif step == "toy_grid":
+                done += build.toy_grid(args.out, args.quick, progress)
+            elif step == "rates":
+                done.append(build.rates(args.out, args.quick))
+            else:
+                done += build.llm(args.out, args.llm_runs, args.optima)
+        except RunFormatError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    bar.close()
+    for b in done:
+        status = f"{len(b.paths)} files" if b.paths else "not drawn"
+        print(f"{b.name:22s} {status}" + (f"  ({b.note})" if b.note else ""))
+    print(
+        f"wrote {sum(len(b.paths) for b in done)} files to {args.out} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Compute and draw each figure: the functions ``python -m figures`` and the notebook call.
+
+Each returns what it drew from, so that a caller can state the numbers behind a figure; the
+figure files (PNG, PDF and the CSV data) land in ``out``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from figures import data as toy
+from figures import (
+    llm_bars,
+    llm_objective_space,
+    llm_runs,
+    toy_bars,
+    toy_contours,
+    toy_objective_space,
+)
+from figures import rates as rates_figure
+
+DEFAULT_OUT = Path(__file__).parent / "out"
+
+
+@dataclass
+class Built:
+    """Files written by one step and the data they show."""
+
+    name: str
+    paths: list[Path] = field(default_factory=list)
+    data: object = None
+    note: str = ""
+
+
+def contours(out: Path, quick: bool = False, progress: bool = False) -> Built:
+    data = toy.contour_data(toy.ToySetup.contours(quick), progress=progress)
+    return Built("toy_contours", toy_contours.render(data, out), data)
+
+
+def toy_grid(out: Path, quick: bool = False, progress: bool = False) -> list[Built]:
+    """The runs shared by the objective-space and bar figures, and both figures."""
+    setup = toy.ToySetup.make(quick)
+    records = toy.toy_runs(setup, progress=progress)
+    space = toy.objective_space_data(setup, records)
+    rows = toy.bar_table(records)
+    return [
+        Built("toy_objective_space", toy_objective_space.render(space, out), space),
+        Built("toy_bars", toy_bars.render(rows, out), rows),
+    ]
+
+
+def rates(out: Path, quick: bool = False, data: dict | None = None) -> Built:
+    """The rate figure from ``proofs_check.rates.rate_data`` (or from ``data`` when given)."""
+    if data is None:
+        try:
+            module = importlib.import_module("proofs_check.rates")
+        except ModuleNotFoundError as e:
+            if e.name not in ("proofs_check", "proofs_check.rates"):
+                raise
+            return Built("rates", note="skipped: proofs_check.rates is not available")
+        data = module.rate_data(problem="toy2d", lam=0.5, quick=quick)
+    return Built("rates", rates_figure.render(data, out), data)
+
+
+def llm(out: Path, runs_dir: Path | None, optima: Path | None = None) -> list[Built]:
+    """Both LLM figures from a directory of run directories; skipped (with a note) without one."""
+    if runs_dir is None:
+        note = "skipped: no --llm-runs DIR (a directory of toyopt.llm run directories)"
+        return [Built("llm_objective_space", note=note), Built("llm_bars", note=note)]
+    runs = llm_runs.read_runs(runs_dir)
+    found, path = llm_runs.find_optima(runs_dir, optima)
+    space = llm_runs.llm_objective_space_data(runs, found, path)
+    rows = llm_runs.llm_bar_table(runs, found)
+    note = "" if found else "no optima.json: raw held-out losses plotted"
+    return [
+        Built("llm_objective_space", llm_objective_space.render(space, out), space, note),
+        Built("llm_bars", llm_bars.render(rows, out), rows, note),
+    ]
