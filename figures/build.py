@@ -15,6 +15,7 @@ from figures import (
     llm_bars,
     llm_objective_space,
     llm_runs,
+    llm_tables,
     toy_bars,
     toy_contours,
     toy_objective_space,
@@ -35,7 +36,7 @@ class Built:
 
 
 def contours(out: Path, quick: bool = False, progress: bool = False) -> Built:
-    data = toy.contour_data(toy.ToySetup.contours(quick), progress=progress)
+    data = toy.contour_data(toy.ToySetup.make(quick), progress=progress)
     return Built("toy_contours", toy_contours.render(data, out), data)
 
 
@@ -71,8 +72,8 @@ def llm(out: Path, runs_dir: Path | None, optima: Path | None = None) -> list[Bu
         return [Built("llm_objective_space", note=note), Built("llm_bars", note=note)]
     runs = llm_runs.read_runs(runs_dir)
     found, path = llm_runs.find_optima(runs_dir, optima)
-    space = llm_runs.llm_objective_space_data(runs, found, path)
-    rows = llm_runs.llm_bar_table(runs, found)
+    space = llm_tables.llm_objective_space_data(runs, found, path)
+    rows = llm_tables.llm_bar_table(runs, found)
     note = "" if found else "no optima.json: raw held-out losses plotted"
     return [
         Built("llm_objective_space", llm_objective_space.render(space, out), space, note),

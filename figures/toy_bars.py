@@ -55,7 +55,7 @@ def plot(
                 x,
                 vals,
                 width,
-                yerr=errs,
+                yerr=errs if np.any(errs > 0) else None,  # no caps where nothing varied
                 color=style.color(rule),
                 error_kw={"lw": 0.6},
                 capsize=1.2,

@@ -66,7 +66,10 @@ def plot(data: ContourData):
         xlabel=r"$\theta_1$",
         ylabel=r"$\theta_2$",
     )
-    ax.set_title(f"Parameter space of toy2d; joint methods at λ = {data.lam:g}")
+    ax.set_title(
+        f"Parameter space; joint methods at λ = {data.lam:g}, sequential T_1 = T_2\n{data.setting}",
+        fontsize=7.5,
+    )
     ax.legend(
         handles=_legend_handles(data),
         loc="upper left",

@@ -67,7 +67,8 @@ def draw_panel(ax, records: list[RunRecord], rules: tuple[str, ...]) -> None:
             )
         # Sequential labels above, the two joint methods above and below to the right:
         # several runs end near the same point (all λ = 0.01 runs near the SFT optimum).
-        where = (0, 7) if rule.startswith("seq") else (5, 3) if rule == rules[1] else (5, -8)
+        joint = [r for r in rules if not r.startswith("seq")]
+        where = (0, 7) if rule.startswith("seq") else (5, 3) if rule == joint[0] else (5, -8)
         for (x, y), text in star_labels(runs):
             ax.annotate(
                 text,

@@ -1,0 +1,221 @@
+"""The figures: every file is written, and the plotted CSV data satisfy the paper's relations
+(sequential ends at its last stage's optimum, ALRIGHT and Mix at the λ point, costs as counted);
+the LLM reader on synthetic run directories with known numbers, and its format errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from figures import build, rates, style
+from figures.__main__ import main
+from figures.llm_runs import RunFormatError, read_run, read_runs
+from figures.synthetic_runs import MEMORY, OPTIMA, STEP_SECONDS, final_point, write_grid
+
+TOY_FIGURES = ("toy_contours", "toy_objective_space", "toy_bars")
+JOINT = ("alright", "maxright", "mix")
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    """One quick run of the whole command, LLM figures from a synthetic run directory."""
+    root = tmp_path_factory.mktemp("figs")
+    runs = write_grid(root / "runs")
+    assert (
+        main(["--quick", "--out", str(root / "out"), "--no-progress", "--llm-runs", str(runs)]) == 0
+    )
+    return root / "out"
+
+
+def rows(path: Path) -> list[dict]:
+    return [{k: _num(v) for k, v in r.items()} for r in style.read_csv(path)]
+
+
+def _num(v: str):
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def test_every_figure_is_written(out):
+    names = (*TOY_FIGURES, "rates", "llm_objective_space", "llm_bars")
+    for name in names:
+        for ext in ("png", "pdf", "csv"):
+            path = out / f"{name}.{ext}"
+            assert path.exists() and path.stat().st_size > 0, path
+
+
+def test_contours_sequential_ends_at_its_last_stage_optimum(out):
+    """Parameter space, λ = ½: DPO→SFT ends nearer θ*_sft, and SFT→DPO nearer the DPO
+    minimiser line, than any joint method does; joint methods end at least twice as close to
+    θ*_½ as either sequential order (claims C1, C6)."""
+    paths, marks = rows(out / "toy_contours.csv"), rows(out / "toy_contours_landmarks.csv")
+    final = {}
+    for r in paths:
+        final[r["rule"]] = np.array([r["theta1"], r["theta2"]])  # rows are in step order
+    mark = {
+        r["kind"]: np.array([r["theta1"], r["theta2"]]) for r in marks if r["kind"] != "pareto_set"
+    }
+    line = [np.array([r["theta1"], r["theta2"]]) for r in marks if r["kind"] == "dpo_line"]
+    direction = (line[1] - line[0]) / np.linalg.norm(line[1] - line[0])
+
+    def to_line(p):
+        v = p - line[0]
+        return float(np.linalg.norm(v - (v @ direction) * direction))
+
+    def to(p, q):
+        return float(np.linalg.norm(p - q))
+
+    sft_star, mix_star = mark["sft_optimum"], mark["mix_optimum_lam0.5"]
+    for rule in JOINT:
+        assert to(final["sequential-dpo-sft"], sft_star) < to(final[rule], sft_star)
+        assert to_line(final["sequential-sft-dpo"]) < to_line(final[rule])
+        seq = min(to(final[s], mix_star) for s in ("sequential-dpo-sft", "sequential-sft-dpo"))
+        assert to(final[rule], mix_star) < 0.5 * seq, rule
+
+
+def test_objective_space_paths_share_the_start_and_end_at_the_bars(out):
+    """The stars of the objective-space figure are the seed-0 finals the bars average."""
+    paths = rows(out / "toy_objective_space.csv")
+    starts = {(r["f_sft"], r["f_dpo"]) for r in paths if r["step"] == 0}
+    assert len(starts) == 1
+    ideal = {r["kind"]: r for r in rows(out / "toy_objective_space_landmarks.csv")}["ideal"]
+    front = rows(out / "toy_objective_space_front.csv")
+    assert all(
+        p["f_sft"] >= ideal["f_sft"] - 1e-9 and p["f_dpo"] >= ideal["f_dpo"] - 1e-9 for p in front
+    )
+    # The exact front is non-increasing in f_dpo as f_sft grows (a trade-off curve).
+    f = np.array([[p["f_sft"], p["f_dpo"]] for p in front])
+    f = f[np.argsort(f[:, 0])]
+    assert np.all(np.diff(f[:, 1]) <= 1e-9)
+
+
+def test_bars_relations(out):
+    """Per λ ≥ 0.25: sequential DPO→SFT ends nearer the SFT optimum (smaller SFT gap, larger
+    DPO gap) than every joint method; ALRIGHT and Mix reach f_mix gaps at least four times
+    smaller than sequential's (their constant-step noise floor is O(step); at λ = 0.01 the
+    λ point is 0.02 from θ*_sft and nothing separates the methods). Gradient evaluations per
+    step are exactly 1 for sequential, ALRIGHT and MAXRIGHT and 2 for Mix (claim C5)."""
+    table = rows(out / "toy_bars.csv")
+    by = {(r["lam"], r["rule"]): r for r in table}
+    for lam in sorted({r["lam"] for r in table}):
+        seq = by[(lam, "sequential-dpo-sft")]
+        if lam >= 0.25:
+            for rule in JOINT:
+                assert seq["gap_sft"] < by[(lam, rule)]["gap_sft"], (lam, rule)
+                assert seq["gap_dpo"] > by[(lam, rule)]["gap_dpo"], (lam, rule)
+            for rule in ("alright", "mix"):
+                assert by[(lam, rule)]["mix_gap"] < 0.25 * seq["mix_gap"], (lam, rule)
+        assert by[(lam, "mix")]["grads_per_step"] == 2.0
+        assert by[(lam, "mix")]["grad_increase_pct"] == 100.0
+        for rule in ("sequential-dpo-sft", "alright", "maxright"):
+            assert by[(lam, rule)]["grads_per_step"] == 1.0
+        assert by[(lam, "maxright")]["funcs_per_step"] == 2.0
+        assert all(by[(lam, r)]["wall_time_s"] > 0 for r in ("sequential-dpo-sft", *JOINT))
+    # MAXRIGHT reaches the smallest ideal distance away from the symmetric λ (claim C6; at
+    # λ = ½ on toy2d its Chebyshev point and θ*_½ coincide, so it ties with Mix there).
+    for lam in (0.25, 0.75):
+        ideal = {r: by[(lam, r)]["ideal_distance"] for r in ("sequential-dpo-sft", *JOINT)}
+        assert min(ideal, key=ideal.get) == "maxright", ideal
+
+
+def test_rates_figure_shows_plateau_and_bounds(out):
+    """Data from proofs_check: sequential's last gap is at its predicted plateau, the joint
+    methods' last gaps are below their bounds."""
+    table = rows(out / "rates.csv")
+    for method in ("sequential-sft-dpo", "sequential-dpo-sft"):
+        last = [r for r in table if r["method"] == method][-1]
+        assert last["gap"] == pytest.approx(last["plateau"], rel=0.05)
+    for method in JOINT:
+        last = [r for r in table if r["method"] == method][-1]
+        assert last["gap"] <= last["bound"]
+
+
+def test_rates_on_a_synthetic_table(tmp_path):
+    t = np.array([10, 100, 1000])
+    data = {
+        "sequential-dpo-sft": {
+            "T": t,
+            "gap": [0.3, 0.2, 0.2],
+            "ci_low": [0.3, 0.2, 0.2],
+            "ci_high": [0.3, 0.2, 0.2],
+            "bound": None,
+            "plateau": 0.2,
+        },  # fmt: skip
+        "alright": {
+            "T": t,
+            "gap": [0.1, 0.03, 0.0],
+            "ci_low": [0.05, 0.02, 0.0],
+            "ci_high": [0.2, 0.04, 0.0],
+            "bound": [1.0, 0.3, 0.1],
+        },  # fmt: skip
+    }
+    paths = build.rates(tmp_path, data=data).paths
+    assert {p.suffix for p in paths} == {".png", ".pdf", ".csv"}
+    del data["sequential-dpo-sft"]["plateau"]
+    with pytest.raises(ValueError, match="plateau"):
+        rates.check(data)
+
+
+def test_llm_bars_recover_the_synthetic_numbers(out):
+    table = rows(out / "llm_bars.csv")
+    by = {(r["lam"], r["rule"]): r for r in table}
+    for lam in (0.01, 0.5, 0.99):
+        for rule in ("sequential-dpo-sft", *JOINT):
+            f_sft, f_dpo = final_point(rule, lam)
+            row = by[(lam, rule)]
+            assert row["gap_sft"] == pytest.approx(f_sft - OPTIMA["sft"])
+            assert row["gap_dpo"] == pytest.approx(f_dpo - OPTIMA["dpo"])
+        # Mix computes both objectives every step; memory as written.
+        seq_seconds = by[(lam, "sequential-dpo-sft")]["train_seconds"]
+        assert by[(lam, "mix")]["train_seconds"] == pytest.approx(60 * sum(STEP_SECONDS.values()))
+        assert by[(lam, "mix")]["wall_increase_pct"] == pytest.approx(
+            100 * (60 * sum(STEP_SECONDS.values()) / seq_seconds - 1))  # fmt: skip
+        assert by[(lam, "mix")]["memory_increase_pct"] == pytest.approx(
+            100 * (MEMORY["mix"] / 1e9 - 1)
+        )
+        assert by[(lam, "mix")]["grad_increase_pct"] == pytest.approx(100.0)
+
+
+def test_llm_figures_without_optima_plot_raw_losses(tmp_path):
+    runs = write_grid(tmp_path / "runs", optima=False)
+    built = build.llm(tmp_path / "out", runs)
+    assert all(b.paths for b in built) and "raw" in built[0].note
+    table = rows(tmp_path / "out" / "llm_bars.csv")
+    assert "eval_sft" in table[0] and "gap_sft" not in table[0]
+    assert not math.isnan(table[0]["eval_dpo"])
+
+
+def test_llm_figures_are_skipped_without_runs(tmp_path):
+    built = build.llm(tmp_path, None)
+    assert all(not b.paths and "skipped" in b.note for b in built)
+
+
+def test_reader_errors_name_file_and_line(tmp_path):
+    runs = write_grid(tmp_path / "runs", steps=12)
+    run = runs / "mix-0.5-s0"
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines[2] = "{not json"
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunFormatError, match=r"metrics.jsonl:3: not valid JSON"):
+        read_run(run)
+    lines[2] = json.dumps({"step": 1, "objective": "both", "loss_sft": 1.0, "wall_time": 0.1})
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunFormatError, match=r"metrics.jsonl:3: field 'objective'"):
+        read_run(run)
+    cfg = json.loads((run / "config.json").read_text())
+    del cfg["lam"]
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RunFormatError, match=r"config.json: missing field 'lam'"):
+        read_run(run)
+    with pytest.raises(RunFormatError, match="no run directories"):
+        read_runs(tmp_path)
+    assert (
+        main(["--quick", "--out", str(tmp_path / "o"), "--llm-runs", str(runs), "--no-progress"])
+        == 2
+    )
