@@ -8,6 +8,8 @@ from pathlib import Path
 
 from toyopt.llm.data import DataError
 from toyopt.llm.models import ModelError
+from toyopt.llm.train import Diverged
+from toyopt.rules import RULE_NAMES as RULES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,6 +24,12 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(train)
     optima = sub.add_parser("optima", help="estimate f*_sft and f*_dpo by single-objective runs")
     add_arguments(optima)
+    compare = sub.add_parser("sweep", help="train every rule (and lam) and print the comparison")
+    add_arguments(compare)
+    compare.add_argument("--lams", default="0.5", help="comma list of lam values (default: 0.5)")
+    compare.add_argument(
+        "--rules", default=",".join(RULES), help="comma list of rules (default: all)"
+    )
     return p
 
 
@@ -36,13 +44,19 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from toyopt.llm.config import from_sources
 
-        if args.command == "optima" and not hasattr(args, "output_dir"):
-            args.output_dir = "runs/llm-optima"
+        if args.command != "train" and not hasattr(args, "output_dir"):
+            args.output_dir = f"runs/llm-{args.command}"
+        if args.command == "sweep":
+            args.rule = "mix"  # validated per run below; any valid name passes here
         cfg = from_sources(args)
         if args.command == "train":
             from toyopt.llm.train import run
 
             print(f"run directory: {run(cfg)}")
+        elif args.command == "sweep":
+            from toyopt.llm.sweep import format_table, parse_list, sweep
+
+            print(format_table(sweep(cfg, parse_list(args.lams, float), parse_list(args.rules))))
         else:
             from toyopt.llm.optima import estimate
 
@@ -55,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ModelError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Diverged as err:  # the last good checkpoint is kept
+        print(f"error: {err}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ class TrainConfig:
     )
     pref_eval: str = opt("", "held-out preference JSONL; empty: a fixed eval_fraction of the pairs")
     eval_fraction: float = opt(0.1, "share of training rows held out when no eval file is given")
+    max_rows: int = opt(0, "use only the first N rows of each data file (0: all); for quick runs")
     skip_bad_rows: bool = opt(False, "skip (and count) malformed data rows instead of stopping")
     max_length: int = opt(128, "maximum tokens per sequence (prompt cut from the left first)")
     output_dir: str = opt("runs/llm", "run directory: config, metrics.jsonl, checkpoints")
@@ -85,6 +86,8 @@ class TrainConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_rows < 0:
+            raise ValueError(f"max_rows must be >= 0, got {self.max_rows}")
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must lie in (0, 1), got {self.eval_fraction}")
         if self.rule == "maxright" and not self.optima:

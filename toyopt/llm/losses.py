@@ -20,8 +20,13 @@ def token_nll(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torc
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     logits = out.logits[:, :-1].float()
     labels = batch["labels"][:, 1:]
-    nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
-    return nll, labels != IGNORE
+    flat = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="none",
+    )
+    return flat.view(labels.shape), labels != IGNORE
 
 
 def sequence_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -63,16 +63,24 @@ def hold_out(examples: list, fraction: float) -> tuple[list, list]:
     return train, evals
 
 
+def load(source: str, kind: str, cfg):
+    """Load one source; ``max_rows`` keeps its first rows (counted and reported)."""
+    loaded = load_data(source, kind, cfg.skip_bad_rows)
+    if cfg.max_rows:
+        loaded.examples = loaded.examples[: cfg.max_rows]
+    return loaded
+
+
 def prepare(cfg, tokenizer, run: Path) -> Prepared:
     """Load, validate, split and tokenize the four data sets named by ``cfg``."""
     src = sources(cfg, run)
     notes: list[str] = []
     examples = {}
     for kind in ("sft", "pref"):
-        loaded = load_data(src[f"{kind}_train"], kind, cfg.skip_bad_rows)
+        loaded = load(src[f"{kind}_train"], kind, cfg)
         parts = [(f"{kind}_train", loaded)]
         if src[f"{kind}_eval"]:
-            parts.append((f"{kind}_eval", load_data(src[f"{kind}_eval"], kind, cfg.skip_bad_rows)))
+            parts.append((f"{kind}_eval", load(src[f"{kind}_eval"], kind, cfg)))
             examples[f"{kind}_train"] = loaded.examples
             examples[f"{kind}_eval"] = parts[1][1].examples
         else:
@@ -93,4 +101,6 @@ def prepare(cfg, tokenizer, run: Path) -> Prepared:
                 f"{name}: truncated {enc.truncated} of {len(exs)} rows to {cfg.max_length} tokens"
             )
         encoded[name] = enc.rows
+    if cfg.max_rows:
+        notes.append(f"max_rows: each data file cut to its first {cfg.max_rows} rows")
     return Prepared(**encoded, notes=notes)

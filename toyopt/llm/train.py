@@ -33,7 +33,7 @@ from toyopt.llm.config import TrainConfig, save
 from toyopt.llm.prepare import prepare
 from toyopt.llm.scoring import evaluate
 from toyopt.llm.setup import build_model, build_optimizer, build_rule, read_optima, reference
-from toyopt.loop import Counters, train
+from toyopt.loop import train
 from toyopt.rules import OBJECTIVES, state_from_json, state_to_json
 from toyopt.schedules import Schedule
 
@@ -90,94 +90,114 @@ def start_run_dir(cfg: TrainConfig) -> Path:
     return run
 
 
-def run(cfg: TrainConfig, log=print) -> Path:
-    """Train as ``cfg`` says; returns the run directory."""
-    cfg.validate()
-    rule = build_rule(cfg)
-    run_dir = start_run_dir(cfg)
-    model, tok = build_model(cfg)
-    data = prepare(cfg, tok, run_dir)
-    for note in data.notes:
-        log(note)
-    ref = reference(cfg, model, tok, data, run_dir)
-    optimizer = build_optimizer(cfg, model)
-    backend = LMBackend(
-        model, optimizer, data.sft_train, data.pref_train, seed=cfg.seed, batch_size=cfg.batch_size,
-        beta=cfg.beta, pad_id=tok.pad_token_id, ref_logps=ref.train, ref_fn=ref.fn,
-        max_grad_norm=cfg.max_grad_norm or None,
-    )  # fmt: skip
-    state, start, elapsed, kept_bytes = rule.init(np.array([cfg.seed])), 0, 0.0, None
-    found = checkpoints(run_dir) if cfg.resume else []
-    if found:
-        saved = load_checkpoint(found[-1], model, optimizer)
-        state, start = state_from_json(saved["rule_state"]), saved["step"]
-        elapsed, kept_bytes, backend.last = (
-            saved["wall_time"],
-            saved["metrics_bytes"],
-            saved["last"],
-        )
-        log(f"resuming from {found[-1]} (step {start})")
-    metrics = MetricsLog(run_dir / "metrics.jsonl", kept_bytes)
-    clock = time.perf_counter() - elapsed
+class Run:
+    """One training run: its pieces, its metrics log and its checkpoints."""
 
-    def evaluation(s: int) -> None:
+    def __init__(self, cfg: TrainConfig, log=print):
+        cfg.validate()
+        self.cfg, self.log = cfg, log
+        self.rule = build_rule(cfg)
+        self.dir = start_run_dir(cfg)
+        self.model, self.tok = build_model(cfg)
+        self.data = prepare(cfg, self.tok, self.dir)
+        for note in self.data.notes:
+            log(note)
+        self.ref = reference(cfg, self.model, self.tok, self.data, self.dir)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.backend = LMBackend(
+            self.model, self.optimizer, self.data.sft_train, self.data.pref_train, seed=cfg.seed,
+            batch_size=cfg.batch_size, beta=cfg.beta, pad_id=self.tok.pad_token_id,
+            ref_logps=self.ref.train, ref_fn=self.ref.fn, max_grad_norm=cfg.max_grad_norm or None,
+        )  # fmt: skip
+        self.schedule = Schedule(cfg.schedule, cfg.lr)
+        self.state, self.start, elapsed, kept_bytes = (
+            self.rule.init(np.array([cfg.seed])),
+            0,
+            0.0,
+            None,
+        )
+        found = checkpoints(self.dir) if cfg.resume else []
+        if found:
+            saved = load_checkpoint(found[-1], self.model, self.optimizer)
+            self.state, self.start = state_from_json(saved["rule_state"]), saved["step"]
+            elapsed, kept_bytes, self.backend.last = (
+                saved["wall_time"],
+                saved["metrics_bytes"],
+                saved["last"],
+            )
+            log(f"resuming from {found[-1]} (step {self.start})")
+        self.metrics = MetricsLog(self.dir / "metrics.jsonl", kept_bytes)
+        self.clock = time.perf_counter() - elapsed  # wall_time continues across resumes
+        self.last_end = time.perf_counter()
+
+    def evaluation(self, s: int) -> None:
+        d, c = self.data, self.cfg
         scores = evaluate(
-            model,
-            data.sft_eval,
-            data.pref_eval,
-            ref.eval,
-            cfg.beta,
-            tok.pad_token_id,
-            cfg.eval_batch_size,
+            self.model,
+            d.sft_eval,
+            d.pref_eval,
+            self.ref.eval,
+            c.beta,
+            self.tok.pad_token_id,
+            c.eval_batch_size,
         )
-        metrics.write(
-            {"step": s, **scores, "wall_time": time.perf_counter() - clock, **peak_memory()}
+        self.metrics.write(
+            {"step": s, **scores, "wall_time": time.perf_counter() - self.clock, **peak_memory()}
         )
 
-    if start == 0:
-        evaluation(0)
-    schedule, counters = Schedule(cfg.schedule, cfg.lr), Counters()
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=cfg.steps, initial=start, desc=rule.name, disable=not cfg.progress)
-    last_end = [time.perf_counter()]
-
-    def on_step(t, weights, losses, values) -> None:
+    def on_step(self, t: int, weights, losses, values) -> None:
         now = time.perf_counter()
         row = step_row(t, weights, losses, values)
-        row.update(lr=schedule(t), wall_time=now - clock, step_seconds=now - last_end[0])
-        metrics.write(row)
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.startswith("loss_")})
-        if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.steps:
-            evaluation(t + 1)
-        last_end[0] = time.perf_counter()
+        row.update(
+            lr=self.schedule(t), wall_time=now - self.clock, step_seconds=now - self.last_end
+        )
+        self.metrics.write(row)
+        self.bar.update(1)
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.startswith("loss_")})
+        if (t + 1) % self.cfg.eval_every == 0 or t + 1 == self.cfg.steps:
+            self.evaluation(t + 1)
+        self.last_end = time.perf_counter()  # step_seconds excludes evaluation
 
-    save_every = cfg.save_every or cfg.steps
-    try:
-        for stop in [
-            *range(start - start % save_every + save_every, cfg.steps, save_every),
-            cfg.steps,
-        ]:
-            state, counters = train(
-                backend,
-                rule,
-                state,
-                stop,
-                schedule,
-                start=start,
-                counters=counters,
-                on_step=on_step,
-            )
-            start = stop
-            extra = {"rule_state": state_to_json(state), "metrics_bytes": metrics.size(),
-                     "wall_time": time.perf_counter() - clock, "last": backend.last}  # fmt: skip
-            save_checkpoint(run_dir, stop, model, optimizer, extra)
-    finally:
-        bar.close()
-        metrics.close()
-    finish(run_dir, model, tok, cfg)
-    return run_dir
+    def checkpoint(self, step: int) -> None:
+        extra = {"rule_state": state_to_json(self.state), "metrics_bytes": self.metrics.size(),
+                 "wall_time": time.perf_counter() - self.clock, "last": self.backend.last}  # fmt: skip
+        save_checkpoint(self.dir, step, self.model, self.optimizer, extra)
+        self.last_end = time.perf_counter()  # step_seconds excludes checkpointing
+
+    def train(self) -> Path:
+        """Steps start … steps−1 in segments between checkpoints (the rule state is saved at each)."""
+        from tqdm.auto import tqdm
+
+        cfg, every = self.cfg, self.cfg.save_every or self.cfg.steps
+        if self.start == 0:
+            self.evaluation(0)
+        stops = [*range(self.start - self.start % every + every, cfg.steps, every), cfg.steps]
+        self.bar = tqdm(
+            total=cfg.steps, initial=self.start, desc=self.rule.name, disable=not cfg.progress
+        )
+        try:
+            for stop in stops:
+                self.state, _ = train(
+                    self.backend,
+                    self.rule,
+                    self.state,
+                    stop,
+                    self.schedule,
+                    start=self.start,
+                    on_step=self.on_step,
+                )
+                self.start = stop
+                self.checkpoint(stop)
+        finally:
+            self.bar.close()
+            self.metrics.close()
+        finish(self.dir, self.model, self.tok, cfg)
+        return self.dir
+
+
+def run(cfg: TrainConfig, log=print) -> Path:
+    """Train as ``cfg`` says; returns the run directory."""
+    return Run(cfg, log).train()
 
 
 def finish(run_dir: Path, model, tok, cfg: TrainConfig) -> None:

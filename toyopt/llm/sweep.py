@@ -1,0 +1,86 @@
+"""Every rule (and λ) on the same model, data and budget: the comparison the paper draws.
+
+Layout of ``output_dir``: ``optima.json`` with ``optima-sft/`` and ``optima-dpo/`` (the
+single-objective runs, when MAXRIGHT is among the rules and no ``--optima`` is given), then one
+run directory ``{rule}-lam{λ}/`` per pair, and ``sweep.json``, the table printed at the end:
+final held-out values, their gaps to the single-objective runs' final held-out values, the
+ideal distance sqrt(gap_sft² + gap_dpo²) (the paper's headline metric), and seconds per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from toyopt.llm.config import TrainConfig
+from toyopt.llm.optima import estimate
+from toyopt.llm.train import run
+from toyopt.rules import RULE_NAMES
+
+
+def parse_list(text: str, kind=str) -> list:
+    return [kind(x.strip()) for x in text.split(",") if x.strip()]
+
+
+def sweep(cfg: TrainConfig, lams: list[float], rules: list[str], log=print) -> list[dict]:
+    """Train each (rule, λ) and return the table rows (also written to ``sweep.json``)."""
+    for r in rules:
+        if r not in RULE_NAMES:
+            raise ValueError(f"unknown rule {r!r}; choose from {', '.join(RULE_NAMES)}")
+    out = Path(cfg.output_dir)
+    optima_path = cfg.optima
+    optima = None
+    if not optima_path:  # the single-objective runs also give the gaps in the table
+        optima = estimate(cfg, out, log=log)
+        optima_path = str(out / "optima.json")
+    elif optima_path and optima_path != "zero":
+        optima = json.loads(Path(optima_path).read_text())
+    table = []
+    for lam in lams:
+        for rule in rules:
+            run_cfg = dataclasses.replace(
+                cfg,
+                rule=rule,
+                lam=lam,
+                optima=optima_path,
+                output_dir=str(out / f"{rule}-lam{lam:g}"),
+            )
+            summary = json.loads((run(run_cfg, log=log) / "summary.json").read_text())
+            table.append(row(rule, lam, summary, optima))
+    (out / "sweep.json").write_text(json.dumps(table, indent=2) + "\n")
+    return table
+
+
+def row(rule: str, lam: float, summary: dict, optima: dict | None) -> dict:
+    final = summary["final"]
+    out = {"rule": rule, "lam": lam, "eval_sft": final["eval_sft"], "eval_dpo": final["eval_dpo"]}
+    if optima and "eval_sft" in optima:
+        gaps = [final[f"eval_{k}"] - optima[f"eval_{k}"] for k in ("sft", "dpo")]
+        out.update(gap_sft=gaps[0], gap_dpo=gaps[1], ideal_distance=math.hypot(*gaps))
+    out["seconds_per_step"] = summary["train_seconds_per_step"]
+    return out
+
+
+def format_table(table: list[dict]) -> str:
+    cols = [
+        c
+        for c in (
+            "rule",
+            "lam",
+            "eval_sft",
+            "eval_dpo",
+            "gap_sft",
+            "gap_dpo",
+            "ideal_distance",
+            "seconds_per_step",
+        )
+        if c in table[0]
+    ]
+    lines = [" | ".join(cols)]
+    for r in table:
+        lines.append(
+            " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols)
+        )
+    return "\n".join(lines)
