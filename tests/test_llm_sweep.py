@@ -21,6 +21,9 @@ def test_sweep_writes_optima_runs_and_table(tmp_path, capsys):
     assert [(r["rule"], r["lam"]) for r in table] == [
         ("alright", 0.25), ("maxright", 0.25), ("alright", 0.75), ("maxright", 0.75)
     ]  # fmt: skip
+    # only the rule runs sit directly under the sweep directory (the figures read that level)
+    runs = sorted(d.name for d in out.iterdir() if (d / "config.json").exists())
+    assert runs == sorted(f"{r['rule']}-lam{r['lam']:g}" for r in table)
     for r in table:
         run = out / f"{r['rule']}-lam{r['lam']:g}"
         config = json.loads((run / "config.json").read_text())

@@ -1,8 +1,9 @@
 """Every rule (and λ) on the same model, data and budget: the comparison the paper draws.
 
-Layout of ``output_dir``: ``optima.json`` with ``optima-sft/`` and ``optima-dpo/`` (the
-single-objective runs, when MAXRIGHT is among the rules and no ``--optima`` is given), then one
-run directory ``{rule}-lam{λ}/`` per pair, and ``sweep.json``, the table printed at the end:
+Layout of ``output_dir``: ``optima.json`` and ``optima/`` (the single-objective runs, unless
+``--optima`` is given; kept one level down so that a reader of the run directories directly
+under ``output_dir`` does not take them for sequential runs), one run directory ``{rule}-lam{λ}/``
+per pair, and ``sweep.json``, the table printed at the end:
 final held-out values, their gaps to the single-objective runs' final held-out values, the
 ideal distance sqrt(gap_sft² + gap_dpo²) (the paper's headline metric), and seconds per step.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 from toyopt.llm.config import TrainConfig
@@ -33,8 +35,11 @@ def sweep(cfg: TrainConfig, lams: list[float], rules: list[str], log=print) -> l
     optima_path = cfg.optima
     optima = None
     if not optima_path:  # the single-objective runs also give the gaps in the table
-        optima = estimate(cfg, out, log=log)
+        optima = estimate(
+            dataclasses.replace(cfg, output_dir=str(out / "optima")), out / "optima", log=log
+        )
         optima_path = str(out / "optima.json")
+        shutil.copyfile(out / "optima" / "optima.json", optima_path)
     elif optima_path and optima_path != "zero":
         optima = json.loads(Path(optima_path).read_text())
     table = []
