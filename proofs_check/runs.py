@@ -56,9 +56,10 @@ def run_snapshots(
     """Iterates (R, S, d) after each number of steps in ``record`` (counted from ``start_step``).
 
     ``stationary=True`` (only for a deterministic rule whose choice no longer changes, exact
-    gradients and a constant step size) allows an exact shortcut: once one step leaves every
-    row bit-for-bit unchanged, the map has reached a floating-point fixed point and every later
-    iterate equals it, so the remaining snapshots are copies. Nothing is extrapolated.
+    gradients and a constant step size) allows an exact shortcut: the step is then a fixed map
+    θ ↦ θ', so once the iterates return bit for bit to the current one after p ≤ 16 steps (a
+    floating-point fixed point, p = 1, or a rounding cycle), every later iterate is known
+    exactly and the remaining snapshots are copies. Nothing is extrapolated.
     """
     record = np.asarray(sorted(int(r) for r in record))
     seeds = backend.seeds if seeds is None else seeds
@@ -79,27 +80,31 @@ def run_snapshots(
             start=start_step + done, counters=counters, on_step=keep,
         )  # fmt: skip
         done = stop
-        if (
-            stationary
-            and done < total
-            and _is_fixed_point(backend, rule, state, schedule, start_step + done)
-        ):
-            for r in record[record > done]:
-                snaps[int(r)] = backend.theta.copy()
-            break
+        if stationary and done < total:
+            cycle = _cycle(backend, rule, state, schedule, start_step + done)
+            if cycle is not None:
+                for r in record[record > done]:
+                    snaps[int(r)] = cycle[(int(r) - done) % len(cycle)]
+                break
     return np.stack([snaps[int(r)] for r in record]), counters
 
 
-def _is_fixed_point(backend, rule, state, schedule, step) -> bool:
-    """Does one more step (on a throw-away copy) leave every row exactly unchanged?"""
+def _cycle(backend, rule, state, schedule, step, max_period: int = 16) -> list[np.ndarray] | None:
+    """If the iterates from here repeat with a period p ≤ ``max_period`` (bit for bit, every
+    row), the p iterates of one period, starting with the current one; else None. Probed on a
+    throw-away copy of the backend; rounding can make gradient descent settle into a 2-cycle."""
     probe = object.__new__(type(backend))
     probe.__dict__.update(backend.__dict__)
     probe.theta = backend.theta.copy()
-    weights, _ = rule.choose(
-        state, step, probe.values() if rule.wants_values(state, step) else None
-    )
-    probe.step(weights, schedule(step), step)
-    return bool(np.array_equal(probe.theta, backend.theta))
+    period = [backend.theta.copy()]
+    for k in range(max_period):
+        values = probe.values() if rule.wants_values(state, step + k) else None
+        weights, _ = rule.choose(state, step + k, values)
+        probe.step(weights, schedule(step + k), step + k)
+        if np.array_equal(probe.theta, backend.theta):
+            return period
+        period.append(probe.theta.copy())
+    return None
 
 
 def mean_ci(samples: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
