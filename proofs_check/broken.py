@@ -22,7 +22,7 @@ from proofs_check.c6_tradeoff import check_c6
 from proofs_check.record import Record
 from toyopt.pareto import Geometry
 from toyopt.problems import get_problem
-from toyopt.rules import AlRight, Rule, State
+from toyopt.rules import AlRight, Mix, Rule, State
 from toyopt.schedules import Schedule
 
 
@@ -67,6 +67,9 @@ def variants(quick: bool = True) -> dict[str, Callable[[], list[Record]]]:
     return {
         "C1 plateau prediction perturbed by +0.05": lambda: check_c1(
             toy, "toy2d", budgets=(100, 1000), sweep=(), plateau_shift=0.05
+        ),
+        "C1 second stage secretly mixes both objectives": lambda: check_c1(
+            toy, "toy2d", (0.5,), budgets=(100, 1000), sweep=(), stage2=Mix(0.5)
         ),
         "C2 ALRIGHT with a biased choice (λ+0.25)": lambda: [
             check_c2(toy, "toy2d", 0.5, t2, 64, rule=AlRight(0.75))

@@ -44,7 +44,7 @@ from proofs_check.runs import run_snapshots
 from toyopt.backends import NumpyBackend
 from toyopt.pareto import Geometry, minimise
 from toyopt.problems.base import Problem
-from toyopt.rules import Sequential
+from toyopt.rules import Rule, Sequential
 from toyopt.schedules import Schedule
 
 OTHER = {"sft": "dpo", "dpo": "sft"}
@@ -63,14 +63,15 @@ def step_size(problem: Problem) -> float:
 
 
 def run_sequential(
-    problem: Problem, first: str, budgets: Sequence[int]
+    problem: Problem, first: str, budgets: Sequence[int], stage2: Rule | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stage-1 outputs θ₁,T and final iterates θ_seq,T for T in ``budgets`` (each (R, d)).
 
     One rule object, ``Sequential(first, switch=max T)``, drives both stages. With a constant
     step, the stage-1 output after T steps is the T-th iterate of one long first stage, and the
     second stage of every T runs as one row of a batch started from those outputs (tested equal
-    to separate runs of the rule with switch = T).
+    to separate runs of the rule with switch = T). ``stage2`` replaces the rule of the second
+    stage (a broken variant: a "sequential" run that secretly keeps training on both).
     """
     budgets = np.asarray(budgets)
     t_max = int(budgets.max())
@@ -80,8 +81,10 @@ def run_sequential(
     stage1 = stage1[:, 0, :]
     backend = NumpyBackend(problem, np.arange(len(budgets)))
     backend.theta = stage1.copy()
-    stage2, _ = run_snapshots(backend, rule, budgets, schedule, start_step=t_max, stationary=True)
-    final = stage2[np.arange(len(budgets)), np.arange(len(budgets))]
+    second, _ = run_snapshots(
+        backend, stage2 or rule, budgets, schedule, start_step=t_max, stationary=True
+    )
+    final = second[np.arange(len(budgets)), np.arange(len(budgets))]
     return stage1, final
 
 
@@ -129,14 +132,16 @@ def check_c1(
     sweep: Sequence[float] = SWEEP_LAMS,
     *,
     plateau_shift: float = 0.0,
+    stage2: Rule | None = None,
 ) -> list[Record]:
     """C1 records for both orders: one lower-bound record per λ and one plateau record per
-    order (main λ and ``sweep``). ``plateau_shift`` perturbs the prediction (broken variant)."""
+    order (main λ and ``sweep``). Broken variants: ``plateau_shift`` perturbs the prediction,
+    ``stage2`` replaces the second stage's rule."""
     geometry = Geometry(problem)
     records = []
     for first in ("sft", "dpo"):
         order = f"sequential-{first}-{OTHER[first]}"
-        stage1, final = run_sequential(problem, first, budgets)
+        stage1, final = run_sequential(problem, first, budgets, stage2)
         for lam in lams:
             gaps = geometry.metrics(final, lam)["mix_gap"]
             bounds = np.array(
