@@ -133,3 +133,15 @@ def test_command_line_quick_json():
         [sys.executable, "-m", "proofs_check", "--only", "C9"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "unknown claim" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["c1_sequential", "c2_alright", "c3_maxright", "c4_mix", "c5_cost", "c6_tradeoff", "rates"],
+)
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"proofs_check.{module}"))
+    assert result.attempted > 0 and result.failed == 0
