@@ -32,6 +32,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="optima.json for the LLM gaps (default: LLM_RUNS/optima.json if present)",
     )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=STEPS,
+        default=list(STEPS),
+        help="draw only these steps (toy_grid = objective space and bars)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -41,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.no_progress
     start = time.perf_counter()
     done: list[build.Built] = []
-    bar = tqdm(STEPS, desc="figures", disable=not progress)
+    bar = tqdm([s for s in STEPS if s in args.only], desc="figures", disable=not progress)
     for step in bar:
         bar.set_postfix_str(step)
         try:

@@ -72,7 +72,7 @@ def _costs(group: list[LLMRun], base: list[LLMRun]) -> dict:
     for key, field in pairs:
         ref = mean(base, "train_seconds" if field == "train_seconds" else "peak_memory")
         out[key] = 100 * (out[field] / ref - 1) if base and ref > 0 else float("nan")
-    ref_grads = per_step_grads(base) if base else float("nan")
+    ref_grads = float(per_step_grads(base)) if base else float("nan")
     out["grad_increase_pct"] = (
         100 * (out["grads_per_step"] / ref_grads - 1) if base else float("nan")
     )

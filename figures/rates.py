@@ -101,6 +101,10 @@ def _draw_method(ax, method: str, d: Mapping) -> list[Line2D]:
         ax.axhline(float(d["plateau"]), color=c, ls=":", lw=1.2)
     if d.get("lower_bound") is not None:
         ax.plot(t, _positive(d["lower_bound"]), "--", color=c, lw=1)
+    gap = np.asarray(d["gap"], dtype=float)
+    if np.any((gap > 0) & (gap < 1e-12)):  # a converged deterministic run hits float64 rounding
+        ax.annotate("float64 rounding", (t[-1], gap[-1]), xytext=(0, 5), textcoords="offset points",
+                    ha="right", fontsize=6, color=c)  # fmt: skip
     slope = d.get("slope")
     text = style.label(method) + (f" (slope {float(slope):.2f})" if slope is not None else "")
     return [Line2D([], [], color=c, marker="o", ms=3, label=text)]

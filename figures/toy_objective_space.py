@@ -18,7 +18,7 @@ PANELS = (("sequential-dpo-sft", "alright", "mix"), ("sequential-dpo-sft", "mix"
 
 
 @style.styled
-def plot(data: ObjectiveSpaceData, panels=PANELS, title: str = "toy2d"):
+def plot(data: ObjectiveSpaceData, panels=PANELS, title: str = ""):
     fig, axes = style.new_figure(style.FULL_WIDTH, 3.0, ncols=len(panels), sharex=True, sharey=True)
     for ax, rules in zip(axes[0], panels):
         draw_panel(ax, data.records, rules)
@@ -40,10 +40,9 @@ def plot(data: ObjectiveSpaceData, panels=PANELS, title: str = "toy2d"):
     fig.legend(
         handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False
     )
-    fig.suptitle(
-        f"{title}: labels give λ (joint methods) or T_dpo:T_sft (sequential runs)\n{data.setting}",
-        fontsize=7.5,
-    )
+    text = "labels give λ (joint methods) or T_dpo:T_sft (sequential runs)"
+    text = f"{title}: {text}" if title else text[0].upper() + text[1:]
+    fig.suptitle(f"{text}\n{data.setting}", fontsize=7.5)
     fig.tight_layout()
     return fig
 
@@ -68,7 +67,7 @@ def draw_panel(ax, records: list[RunRecord], rules: tuple[str, ...]) -> None:
         # Sequential labels above, the two joint methods above and below to the right:
         # several runs end near the same point (all λ = 0.01 runs near the SFT optimum).
         joint = [r for r in rules if not r.startswith("seq")]
-        where = (0, 7) if rule.startswith("seq") else (5, 3) if rule == joint[0] else (5, -8)
+        where = (3, 9) if rule.startswith("seq") else (5, 3) if rule == joint[0] else (5, -8)
         for (x, y), text in star_labels(runs):
             ax.annotate(
                 text,
@@ -78,7 +77,7 @@ def draw_panel(ax, records: list[RunRecord], rules: tuple[str, ...]) -> None:
                 fontsize=5.5,
                 color=style.color(rule),
                 zorder=6,
-                ha="center" if where[0] == 0 else "left",
+                ha="left",
             )
 
 

@@ -215,7 +215,5 @@ def test_reader_errors_name_file_and_line(tmp_path):
         read_run(run)
     with pytest.raises(RunFormatError, match="no run directories"):
         read_runs(tmp_path)
-    assert (
-        main(["--quick", "--out", str(tmp_path / "o"), "--llm-runs", str(runs), "--no-progress"])
-        == 2
-    )
+    args = ["--only", "llm", "--out", str(tmp_path / "o"), "--llm-runs", str(runs), "--no-progress"]
+    assert main(args) == 2  # the command reports the format error and exits with status 2
