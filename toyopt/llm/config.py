@@ -69,7 +69,10 @@ class TrainConfig:
     lora_targets: str = opt("all-linear", "LoRA target modules: all-linear or a comma list")
     ref_model: str = opt("", "reference policy for DPO; empty: the starting model")
     precompute_ref: bool = opt(True, "score the reference once per data set (else per batch)")
-    threads: int = opt(0, "torch CPU threads (0: torch's default)")
+    threads: int = opt(
+        0,
+        "torch CPU threads (0: 1 for tiny, whose steps are too small to share, else torch's default)",
+    )
     progress: bool = opt(True, "show a progress bar")
 
     def validate(self) -> TrainConfig:
