@@ -43,6 +43,14 @@ def test_sweep_writes_optima_runs_and_table(tmp_path, capsys):
     assert "ideal_distance" in capsys.readouterr().out
 
 
+def test_sequential_runs_are_paired_with_lam_as_in_the_paper():
+    from toyopt.llm.sweep import paired_switch
+
+    assert paired_switch("sequential-dpo-sft", 0.25, 400) == 100  # T_dpo:T_sft = 1:3
+    assert paired_switch("sequential-sft-dpo", 0.25, 400) == 300  # SFT first, DPO gets 100
+    assert paired_switch("alright", 0.25, 400) is None
+
+
 def test_a_non_finite_loss_stops_naming_step_and_objective():
     weights = {"sft": np.array([0.0]), "dpo": np.array([1.0])}
     with pytest.raises(Diverged, match="step 7: the dpo loss is nan"):

@@ -30,6 +30,13 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--rules", default=",".join(RULES), help="comma list of rules (default: all)"
     )
+    compare.add_argument(
+        "--paired-switch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sequential runs at lam give DPO round(lam*steps) steps, as the paper pairs them"
+        " (default); --no-paired-switch uses --switch or halves",
+    )
     return p
 
 
@@ -56,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "sweep":
             from toyopt.llm.sweep import format_table, parse_list, sweep
 
-            print(format_table(sweep(cfg, parse_list(args.lams, float), parse_list(args.rules))))
+            lams, rules = parse_list(args.lams, float), parse_list(args.rules)
+            print(format_table(sweep(cfg, lams, rules, paired=args.paired_switch)))
         else:
             from toyopt.llm.optima import estimate
 

@@ -3,7 +3,8 @@
 Layout of ``output_dir``: ``optima.json`` and ``optima/`` (the single-objective runs, unless
 ``--optima`` is given; kept one level down so that a reader of the run directories directly
 under ``output_dir`` does not take them for sequential runs), one run directory ``{rule}-lam{λ}/``
-per pair, and ``sweep.json``, the table printed at the end:
+per pair (sequential runs at λ give DPO round(λ·steps) steps, see :func:`paired_switch`),
+and ``sweep.json``, the table printed at the end:
 final held-out values, their gaps to the single-objective runs' final held-out values, the
 ideal distance sqrt(gap_sft² + gap_dpo²) (the paper's headline metric), and seconds per step.
 """
@@ -26,8 +27,22 @@ def parse_list(text: str, kind=str) -> list:
     return [kind(x.strip()) for x in text.split(",") if x.strip()]
 
 
-def sweep(cfg: TrainConfig, lams: list[float], rules: list[str], log=print) -> list[dict]:
-    """Train each (rule, λ) and return the table rows (also written to ``sweep.json``)."""
+def paired_switch(rule: str, lam: float, steps: int) -> int | None:
+    """The paper pairs λ with a sequential split: the DPO stage gets round(λ·steps) steps."""
+    if rule == "sequential-dpo-sft":
+        return round(lam * steps)
+    if rule == "sequential-sft-dpo":
+        return steps - round(lam * steps)
+    return None
+
+
+def sweep(
+    cfg: TrainConfig, lams: list[float], rules: list[str], paired: bool = True, log=print
+) -> list[dict]:
+    """Train each (rule, λ) and return the table rows (also written to ``sweep.json``).
+
+    With ``paired`` the sequential run at λ spends round(λ·steps) steps on DPO (the paper's
+    pairing of λ with a split, e.g. λ = 0.25 ↔ T_dpo:T_sft = 1:3), else ``cfg.switch``."""
     for r in rules:
         if r not in RULE_NAMES:
             raise ValueError(f"unknown rule {r!r}; choose from {', '.join(RULE_NAMES)}")
@@ -49,6 +64,7 @@ def sweep(cfg: TrainConfig, lams: list[float], rules: list[str], log=print) -> l
                 cfg,
                 rule=rule,
                 lam=lam,
+                switch=paired_switch(rule, lam, cfg.steps) if paired else cfg.switch,
                 optima=optima_path,
                 output_dir=str(out / f"{rule}-lam{lam:g}"),
             )

@@ -176,7 +176,7 @@ class Run:
             total=cfg.steps, initial=self.start, desc=self.rule.name, disable=not cfg.progress
         )
         try:
-            for stop in stops:
+            for stop in (s for s in stops if s > self.start):  # a finished run saves nothing
                 self.state, _ = train(
                     self.backend,
                     self.rule,
