@@ -52,13 +52,15 @@ class LLMRun:
     @property
     def split(self) -> tuple[int, int] | None:
         """(T_first, T_second) of a sequential run, in sixths of the budget when exact (as the
-        paper's splits), else in steps; None for joint rules."""
+        paper's splits), else as the reduced ratio of steps; None for joint rules."""
         if not self.rule.startswith("sequential") or self.switch is None:
             return None
         sixths = 6 * self.switch / self.steps
         if sixths == round(sixths):
             return round(sixths), 6 - round(sixths)
-        return self.switch, self.steps - self.switch
+        first, second = self.switch, self.steps - self.switch
+        common = math.gcd(first, second) or 1
+        return first // common, second // common
 
 
 def _number(value, where: str, field: str) -> float:
