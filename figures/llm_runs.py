@@ -51,16 +51,19 @@ class LLMRun:
 
     @property
     def split(self) -> tuple[int, int] | None:
-        """(T_first, T_second) of a sequential run, in sixths of the budget when exact (as the
-        paper's splits), else as the reduced ratio of steps; None for joint rules."""
+        """(T_dpo, T_sft) of a sequential run, whichever stage came first (the figures label
+        splits as T_dpo:T_sft), in sixths of the budget when exact, as the paper's splits, else
+        as the reduced ratio of steps; None for joint rules."""
         if not self.rule.startswith("sequential") or self.switch is None:
             return None
-        sixths = 6 * self.switch / self.steps
-        if sixths == round(sixths):
-            return round(sixths), 6 - round(sixths)
-        first, second = self.switch, self.steps - self.switch
-        common = math.gcd(first, second) or 1
-        return first // common, second // common
+        t_first, t_second = self.switch, self.steps - self.switch
+        t_dpo, t_sft = (
+            (t_first, t_second) if self.rule == "sequential-dpo-sft" else (t_second, t_first)
+        )
+        if (6 * t_dpo) % self.steps == 0:
+            return 6 * t_dpo // self.steps, 6 * t_sft // self.steps
+        common = math.gcd(t_dpo, t_sft) or 1
+        return t_dpo // common, t_sft // common
 
 
 def _number(value, where: str, field: str) -> float:

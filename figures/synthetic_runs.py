@@ -39,7 +39,8 @@ def write_run(
     rows = []
     for t in range(steps):
         if rule.startswith("sequential"):
-            objective = "dpo" if t < switch else "sft"
+            first, second = rule.split("-")[1:]
+            objective = first if t < switch else second
         elif rule == "mix":
             objective = "mix"
         else:  # alternate by λ: a deterministic stand-in for the coin / the gap comparison

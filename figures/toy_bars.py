@@ -89,7 +89,9 @@ def plot(
 
 
 def _tick(rows: Sequence[Mapping[str, object]], lam: float) -> str:
-    split = next((r.get("split") for r in rows if float(r["lam"]) == lam and r.get("split")), None)
+    """λ and the paired split; the DPO-first sequential run's split when both orders ran."""
+    splits = {r["rule"]: r.get("split") for r in rows if float(r["lam"]) == lam and r.get("split")}
+    split = splits.get("sequential-dpo-sft") or next(iter(splits.values()), None)
     return f"{lam:g}\n({split})" if split else f"{lam:g}"
 
 

@@ -14,7 +14,7 @@ import pytest
 from figures import build, rates, style
 from figures.__main__ import main
 from figures.llm_runs import RunFormatError, read_run, read_runs
-from figures.synthetic_runs import MEMORY, OPTIMA, STEP_SECONDS, final_point, write_grid
+from figures.synthetic_runs import MEMORY, OPTIMA, STEP_SECONDS, final_point, write_grid, write_run
 
 TOY_FIGURES = ("toy_contours", "toy_objective_space", "toy_bars")
 JOINT = ("alright", "maxright", "mix")
@@ -217,3 +217,13 @@ def test_reader_errors_name_file_and_line(tmp_path):
         read_runs(tmp_path)
     args = ["--only", "llm", "--out", str(tmp_path / "o"), "--llm-runs", str(runs), "--no-progress"]
     assert main(args) == 2  # the command reports the format error and exits with status 2
+
+
+def test_split_is_reported_as_t_dpo_to_t_sft(tmp_path):
+    """Both sequential orders report (T_dpo, T_sft): in sixths when exact, else reduced."""
+    write_run(tmp_path / "a", "sequential-sft-dpo", 0.25, 60, 0, switch=40)
+    write_run(tmp_path / "b", "sequential-dpo-sft", 0.25, 30, 0, switch=8)
+    assert read_run(tmp_path / "a").split == (2, 4)
+    assert read_run(tmp_path / "b").split == (4, 11)
+    write_run(tmp_path / "c", "alright", 0.25, 60, 0, switch=None)
+    assert read_run(tmp_path / "c").split is None
