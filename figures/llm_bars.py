@@ -34,8 +34,9 @@ def metrics(rows: Sequence[Mapping[str, object]]) -> list[tuple[str, str]]:
 
 def plot(rows: Sequence[Mapping[str, object]]):
     note = (
-        "Increases are relative to the sequential run\nlaunched with the same --lam; "
-        "training time\nexcludes evaluations (sum of step_seconds)."
+        "Increases are relative to the sequential run\nlaunched with the same --lam; training "
+        "time\nexcludes evaluations (sum of step_seconds).\nPeak memory on CPU is the process's "
+        "peak RSS:\nruns trained in one process (a sweep) share it."
     )
     return toy_bars.plot(rows, metrics(rows), RULES, title="language model", note=note)
 
