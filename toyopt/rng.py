@@ -24,10 +24,14 @@ STREAM_BATCH = {"sft": 1, "dpo": 2}  # minibatch sampling per objective
 
 
 def _as_u64(x: int | np.ndarray) -> np.ndarray:
+    if isinstance(x, (int, np.integer)):  # the common scalar case, without array overhead
+        if x < 0:
+            raise ValueError("seeds, steps, streams and indices must be non-negative integers")
+        return np.uint64(x)
     arr = np.asarray(x)
-    if np.issubdtype(arr.dtype, np.signedinteger) and np.any(arr < 0):
+    if arr.dtype.kind == "i" and (arr < 0).any():
         raise ValueError("seeds, steps, streams and indices must be non-negative integers")
-    return arr.astype(np.uint64)
+    return arr.astype(np.uint64, copy=False)
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
@@ -39,7 +43,9 @@ def _mix(z: np.ndarray) -> np.ndarray:
 def hash64(
     seed: int | np.ndarray, step: int | np.ndarray, stream: int = 0, index: int | np.ndarray = 0
 ) -> np.ndarray:
-    """64-bit hash of the key (seed, step, stream, index); broadcasts over array arguments."""
+    """64-bit hash of the key (seed, step, stream, index); broadcasts over array arguments.
+
+    Arithmetic is modulo 2⁶⁴ (overflow is the point of the hash, so its warning is silenced)."""
     with np.errstate(over="ignore"):
         z = _mix(_as_u64(seed) * _GOLDEN + _as_u64(stream))
         z = _mix(z + _as_u64(step) * _GOLDEN)
