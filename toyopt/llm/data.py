@@ -139,7 +139,8 @@ def load_jsonl(path: str | Path, kind: str, skip_bad: bool = False) -> Loaded:
 
 def load_hub(name: str, kind: str, split: str = "train", skip_bad: bool = False) -> Loaded:
     """A Hugging Face dataset by name (needs the optional ``datasets`` package and a network or
-    a local cache). Rows are validated exactly like JSONL rows; ``name:split`` selects a split."""
+    a local cache). Rows are validated exactly like JSONL rows; ``name:split`` selects a split.
+    Errors read ``NAME[SPLIT]:I: ...`` with I the dataset's 0-based row index."""
     try:
         import datasets  # optional: only when the user asks for a hub dataset
     except ImportError:
