@@ -170,3 +170,22 @@ def test_a_maxright_refresh_costs_one_extra_forward_pass():
     train(backend, rule, rule.init(np.array([0])), 2, Schedule("constant", 0.01))
     # per step: SFT with its graph (reused by the update) and DPO without gradients
     assert calls == [True, False, True, False]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_per_batch_reference_equals_the_precomputed_one(tmp_path, lora):
+    kw = dict(rule="mix", lam=0.5, steps=4, lora=lora, lora_r=4, lr=1e-2)
+    a = run(config(tmp_path, "pre", **kw), log=lambda s: None)
+    b = run(config(tmp_path, "per-batch", precompute_ref=False, **kw), log=lambda s: None)
+    for ra, rb in zip(rows_of(a), rows_of(b), strict=True):
+        assert ra.keys() == rb.keys()
+        for k in ra:
+            assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=1e-6), k
+
+
+def test_lora_adapters_start_the_same_in_every_run():
+    a = add_lora(load_model("tiny")[0], 4, 8.0, "all-linear")
+    torch.rand(3)  # global generator state must not matter
+    b = add_lora(load_model("tiny")[0], 4, 8.0, "all-linear")
+    pb = dict(b.named_parameters())
+    assert all(torch.equal(p, pb[n]) for n, p in a.named_parameters())

@@ -108,10 +108,15 @@ def load_model(name: str):
     return model, tok
 
 
-def add_lora(model, rank: int, alpha: float, targets: str):
-    """Wrap ``model`` with LoRA adapters (peft) on the named modules ("all-linear" or a comma list)."""
+def add_lora(model, rank: int, alpha: float, targets: str, seed: int = TINY_INIT_SEED):
+    """Wrap ``model`` with LoRA adapters (peft) on the named modules ("all-linear" or a comma list).
+
+    peft draws the A matrices from the global generator; we seed a forked one instead, so every
+    run (every rule, every resume) starts from the same adapters."""
     from peft import LoraConfig, get_peft_model
 
     target = "all-linear" if targets == "all-linear" else [t.strip() for t in targets.split(",")]
     config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=target, lora_dropout=0.0)
-    return get_peft_model(model, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, config)
