@@ -52,6 +52,15 @@ class TrainConfig:
     )
     schedule: str = opt("constant", "learning-rate schedule: " + ", ".join(SCHEDULES))
     batch_size: int = opt(8, "SFT sequences / preference pairs per optimizer step")
+    grad_accum: int = opt(
+        1,
+        "micro-batches per optimizer step on each process: the global batch batch_size is split"
+        " over processes x grad_accum (see toyopt.llm.distributed)",
+    )
+    precision: str = opt(
+        "auto",
+        "fp32, bf16 (autocast, where the hardware supports it) or auto (accelerate's setting)",
+    )
     eval_batch_size: int = opt(32, "rows per forward pass in evaluation and reference scoring")
     beta: float = opt(0.1, "DPO inverse temperature beta")
     max_grad_norm: float = opt(1.0, "gradient clipping threshold on the total norm (0: off)")
@@ -85,7 +94,9 @@ class TrainConfig:
                 f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
             )
         positive = ("steps", "batch_size", "eval_batch_size", "max_length", "refresh_every",
-                    "eval_every", "lr", "beta", "lora_r")  # fmt: skip
+                    "eval_every", "lr", "beta", "lora_r", "grad_accum")  # fmt: skip
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

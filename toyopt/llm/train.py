@@ -71,7 +71,8 @@ def start_run_dir(cfg: TrainConfig) -> Path:
     saved = run / "config.json"
     if saved.is_file() and cfg.resume:
         old, new = json.loads(saved.read_text()), cfg.to_dict()
-        diff = [k for k in new if k not in IGNORED_ON_RESUME and old.get(k) != new[k]]
+        default = TrainConfig().to_dict()  # a field added since the run started has its default
+        diff = [k for k in new if k not in IGNORED_ON_RESUME and old.get(k, default[k]) != new[k]]
         if diff:
             raise ValueError(f"{saved}: --resume with a different config ({', '.join(diff)})")
     elif saved.is_file() and not cfg.overwrite:
@@ -191,12 +192,22 @@ class Run:
         finally:
             self.bar.close()
             self.metrics.close()
-        finish(self.dir, self.model, self.tok, cfg)
+        self.finish()
         return self.dir
+
+    def finish(self) -> None:
+        finish(self.dir, self.model, self.tok, self.cfg)
 
 
 def run(cfg: TrainConfig, log=print) -> Path:
-    """Train as ``cfg`` says; returns the run directory."""
+    """Train as ``cfg`` says; returns the run directory. Under ``accelerate launch`` (several
+    processes, an engine), with grad_accum > 1 or with bf16 the Accelerate trainer runs."""
+    from toyopt.llm.distributed import wanted
+
+    if wanted(cfg):
+        from toyopt.llm.dist_run import DistributedRun
+
+        return DistributedRun(cfg, log).train()
     return Run(cfg, log).train()
 
 
