@@ -118,7 +118,7 @@ class DistributedRun(Run):
                 saved["metrics_bytes"],
                 saved["last"],
             )
-            self.choices = saved.get("choices", [])
+            self.backend.next_step, self.choices = self.start, saved.get("choices", [])
             self.log(f"resuming from {found[-1]} (step {self.start})")
         self.metrics = MetricsLog(self.dir / "metrics.jsonl", kept) if main else NullLog()
         self.clock = time.perf_counter() - elapsed

@@ -126,6 +126,7 @@ class Run:
                 saved["metrics_bytes"],
                 saved["last"],
             )
+            self.backend.next_step = self.start  # values() reads the batches of this step
             log(f"resuming from {found[-1]} (step {self.start})")
         self.metrics = MetricsLog(self.dir / "metrics.jsonl", kept_bytes)
         self.clock = time.perf_counter() - elapsed  # wall_time continues across resumes
