@@ -141,14 +141,16 @@ def test_maxright_follows_the_weighted_gaps_and_reuses_the_chosen_forward(tmp_pa
     assert {"sft", "dpo"} <= {r["objective"] for r in steps}
 
 
-def test_a_resumed_run_equals_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("save_every", [4, 3])  # resume between refreshes, and at a refresh
+def test_a_resumed_run_equals_the_uninterrupted_run(tmp_path, save_every):
     cfg = config(
-        tmp_path, "full", rule="maxright", optima="zero", steps=12, save_every=4, refresh_every=3
-    )
+        tmp_path, "full", rule="maxright", optima="zero", steps=12, save_every=save_every,
+        refresh_every=3,
+    )  # fmt: skip
     full = run(cfg, log=lambda s: None)
     crashed = tmp_path / "crashed"
     shutil.copytree(full, crashed)
-    # the crash: after the step-8 checkpoint, four more steps logged, one row half-written
+    # the crash: after the last-but-one checkpoint more steps were logged, one row half-written
     shutil.rmtree(crashed / "checkpoints" / "step-000012")
     shutil.rmtree(crashed / "final")
     with open(crashed / "metrics.jsonl", "a") as f:
