@@ -27,15 +27,27 @@ class OneLineParser(argparse.ArgumentParser):
 def parse_optima(text: str) -> dict[str, float]:
     """``sft=0.9,dpo=0.5``, or a JSON file holding {"sft": …, "dpo": …}."""
     if Path(text).is_file():
-        data = json.loads(Path(text).read_text())
-        return {k: float(data[k]) for k in ("sft", "dpo")}
+        try:
+            data = json.loads(Path(text).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise argparse.ArgumentTypeError(f"{text}: not a JSON file ({e})") from None
+        if not isinstance(data, dict) or "sft" not in data or "dpo" not in data:
+            raise argparse.ArgumentTypeError(f"{text}: needs the fields 'sft' and 'dpo'")
+        pairs = data
+    else:
+        try:
+            pairs = dict(item.split("=", 1) for item in text.split(","))
+        except ValueError:
+            pairs = {}
     try:
-        pairs = dict(item.split("=", 1) for item in text.split(","))
-        return {k: float(pairs[k]) for k in ("sft", "dpo")}
-    except (ValueError, KeyError):
+        optima = {k: float(pairs[k]) for k in ("sft", "dpo")}
+    except (ValueError, KeyError, TypeError):
         raise argparse.ArgumentTypeError(
             f"expected 'sft=F,dpo=F' or a JSON file with keys sft and dpo, got {text!r}"
         ) from None
+    if not all(np.isfinite(v) for v in optima.values()):
+        raise argparse.ArgumentTypeError(f"optima must be finite numbers, got {text!r}")
+    return optima
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,4 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_command(args)
     except ValueError as e:  # bad problem files and arguments: the user's mistake, one line
         print(f"toyopt: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. --out into a folder that does not exist
+        print(f"toyopt: error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2

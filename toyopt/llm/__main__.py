@@ -13,10 +13,11 @@ from toyopt.rules import RULE_NAMES as RULES
 
 
 def parser() -> argparse.ArgumentParser:
+    from toyopt.cli import OneLineParser  # a bad option is one line, not a usage dump
     from toyopt.llm.config import add_arguments
 
-    p = argparse.ArgumentParser(prog="python -m toyopt.llm", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = OneLineParser(prog="python -m toyopt.llm", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     make = sub.add_parser("make-data", help="write the synthetic SFT and preference JSONL files")
     make.add_argument("--out", required=True, help="directory for the four JSONL files")
     make.add_argument("--seed", type=int, default=0, help="seed of the synthetic rows")
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (DataError, ModelError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. an output directory that is a file, a full disk
+        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 2
     except Diverged as err:  # the last good checkpoint is kept
         print(f"error: {err}", file=sys.stderr)

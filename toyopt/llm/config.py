@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -100,6 +101,13 @@ class TrainConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("lam", "lr", "beta", "max_grad_norm", "weight_decay", "adam_beta2"):
+            if not math.isfinite(getattr(self, name)):  # inf passes "> 0" but no run can use it
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2 tokens, got {self.max_length}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.max_rows < 0:
             raise ValueError(f"max_rows must be >= 0, got {self.max_rows}")
         if not 0 < self.eval_fraction < 1:

@@ -149,7 +149,11 @@ def load_hub(name: str, kind: str, split: str = "train", skip_bad: bool = False)
         ) from None
     if ":" in name:
         name, split = name.rsplit(":", 1)
-    rows = datasets.load_dataset(name, split=split)
+    try:
+        rows = datasets.load_dataset(name, split=split)
+    except Exception as err:  # offline, unknown name, bad split: datasets raises many kinds
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{name}[{split}]: cannot load the hub dataset ({first})") from None
     parse = PARSERS[kind]
     out = Loaded(examples=[])
     for i, row in enumerate(rows):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,8 @@ def read_optima(spec: str) -> dict[str, float] | None:
     for k in ("sft", "dpo"):
         if not isinstance(data, dict) or not isinstance(data.get(k), (int, float)):
             raise ValueError(f"{path}: field '{k}' must be a number")
+        if not math.isfinite(data[k]):  # json reads NaN and Infinity
+            raise ValueError(f"{path}: field '{k}' must be a finite number, got {data[k]}")
     return {"sft": float(data["sft"]), "dpo": float(data["dpo"])}
 
 
