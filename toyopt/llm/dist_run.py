@@ -100,7 +100,16 @@ class DistributedRun(Run):
         if self.ref.fn is not None and not cfg.lora and acc.device.type != "cpu":
             raise ValueError("with accelerate on GPU keep --precompute-ref (or use --lora)")
         optimizer = build_optimizer(cfg, self.model)
+        ds = getattr(acc.state, "deepspeed_plugin", None)
+        if ds is not None:  # DeepSpeed wants the micro-batch size, which it cannot read here
+            micro = cfg.batch_size // (acc.num_processes * cfg.grad_accum)
+            ds.deepspeed_config["train_micro_batch_size_per_gpu"] = max(micro, 1)
         self.model, self.optimizer = acc.prepare(self.model, optimizer)
+        if acc.gradient_accumulation_steps != cfg.grad_accum:  # an accelerate/DeepSpeed config
+            raise ValueError(
+                f"the accelerate config sets gradient accumulation to {acc.gradient_accumulation_steps};"
+                f" leave it unset (or auto) and pass --grad-accum (now {cfg.grad_accum})"
+            )
         self.backend = ShardedBackend(
             acc, self.model, self.optimizer, self.data.sft_train, self.data.pref_train,
             seed=cfg.seed, batch_size=cfg.batch_size, beta=cfg.beta, pad_id=self.tok.pad_token_id,

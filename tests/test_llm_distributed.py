@@ -1,0 +1,158 @@
+"""The trainer on Accelerate: micro-batch shares add up to the single-process batch and loss, and
+``accelerate launch`` with two CPU processes (gloo) makes the single-process run's choices with
+its losses, resumes exactly, and leaves the run directory as one process would."""
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from test_llm_trainer import config, make_backend, rows_of  # noqa: E402  (tests/ is on sys.path)
+
+from toyopt.llm.backend import batch_indices
+from toyopt.llm.distributed import ShardedBackend, my_part, wanted
+from toyopt.llm.models import load_model
+from toyopt.llm.train import run
+from toyopt.rng import STREAM_BATCH
+
+ROOT = Path(__file__).resolve().parents[1]
+DDP_CONFIG = ROOT / "examples" / "accelerate" / "ddp.yaml"
+# float32 sums taken in another order: the 2-process losses differ from the 1-process ones by a
+# few ulps (ulp(6.0) = 4.8e-7); 1e-5 is 20 ulps, far below any change a wrong shard would make
+LOSS_TOL = 1e-5
+# Adam divides by sqrt(v): where a gradient is ~0 its rounding noise is rescaled to O(lr), so
+# parameters may differ by up to lr per step; we allow a third of one step's size (lr = 3e-3)
+PARAM_TOL = 1e-3
+
+
+class FakeAccelerator:
+    """Rank ``rank`` of ``world`` without processes: shares are summed by the test itself."""
+
+    def __init__(self, rank: int, world: int, accum: int):
+        self.process_index, self.num_processes, self.gradient_accumulation_steps = (
+            rank,
+            world,
+            accum,
+        )
+        self.device = torch.device("cpu")
+
+
+@pytest.mark.parametrize("world, accum", [(1, 1), (2, 2), (4, 1), (1, 4)])
+def test_micro_batches_of_all_ranks_are_the_global_batch_in_order(world, accum):
+    idx = batch_indices(3, 7, 50, 8, STREAM_BATCH["sft"])
+    parts = [ShardedBackend.micro(SimpleNamespace(rank=r, world=world, accum=accum), idx)
+             for r in range(world)]  # fmt: skip
+    joined = np.concatenate([m for rank in parts for m in rank])
+    assert np.array_equal(joined, idx)
+    assert {len(m) for rank in parts for m in rank} == {8 // (world * accum)}
+    assert sum(map(len, (my_part(list(range(5)), r, 3) for r in range(3)))) == 5
+
+
+@pytest.mark.parametrize("name", ["sft", "dpo"])
+def test_shares_over_ranks_and_micro_batches_sum_to_the_single_process_loss(name):
+    model, tok = load_model("tiny")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    single = make_backend(model, tok, opt, seed=4)
+    single.batch_size = 4  # 2 ranks x 2 micro-batches of one row (uneven token counts)
+    total = 0.0
+    for rank in range(2):
+        sharded = ShardedBackend(FakeAccelerator(rank, 2, 2), model, opt, single.sft_rows,
+                                 single.pref_rows, seed=4, batch_size=4, beta=0.1,
+                                 pad_id=tok.pad_token_id, ref_logps=single.ref_logps)  # fmt: skip
+        with torch.no_grad():
+            total += sum(float(f()) for f in sharded.shares(name, 5))
+    with torch.no_grad():
+        assert total == pytest.approx(float(single.compute(name, 5)), abs=1e-6)
+
+
+def test_plain_single_process_runs_keep_the_single_process_trainer(tmp_path, monkeypatch):
+    for key in ("WORLD_SIZE", "ACCELERATE_MIXED_PRECISION", "ACCELERATE_USE_DEEPSPEED"):
+        monkeypatch.delenv(key, raising=False)
+    assert not wanted(config(tmp_path))
+    assert wanted(config(tmp_path, grad_accum=2)) and wanted(config(tmp_path, precision="bf16"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert wanted(config(tmp_path))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(args: list[str]) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of the trainer on 2 CPU processes (gloo), from the repository root."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(DDP_CONFIG),
+           "--num_processes", "2", "--main_process_port", str(free_port()),
+           "-m", "toyopt.llm", "train", *args]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def cli(cfg) -> list[str]:
+    """The command-line options of a test config."""
+    out = []
+    for k, v in cfg.to_dict().items():
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            out.append(flag if v else "--no-" + flag[2:])
+        elif v is not None and v != "":
+            out += [flag, str(v)]
+    return out
+
+
+def trainable(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
+    return torch.load(
+        run_dir / "checkpoints" / f"step-{step:06d}" / "trainable.pt", weights_only=True
+    )
+
+
+def test_two_processes_choose_and_train_as_one_and_resume_exactly(tmp_path):
+    optima = tmp_path / "optima.json"
+    optima.write_text(json.dumps({"sft": 5.0, "dpo": 0.0}))  # both objectives get chosen
+    kw = dict(rule="maxright", optima=str(optima), lr=3e-3, steps=10, batch_size=8, save_every=5,
+              eval_every=5, max_rows=64, precision="fp32")  # fmt: skip
+    one = run(config(tmp_path, "one", **kw), log=lambda s: None)
+    two_cfg = config(tmp_path, "two", grad_accum=2, **kw)  # 2 processes x 2 micro-batches of 2
+    launch(cli(two_cfg))
+    two = Path(two_cfg.output_dir)
+
+    a, b = (
+        rows_of(one),
+        rows_of(two, drop=("wall_time", "step_seconds", "peak_rss_bytes", "processes")),
+    )
+    assert [r.get("objective") for r in a] == [r.get("objective") for r in b]
+    assert {"sft", "dpo"} <= {r.get("objective") for r in a}
+    assert [sorted(r) for r in a] == [sorted(r) for r in b]  # same rows, each written once
+    diff = max(
+        abs(x[k] - y[k]) for x, y in zip(a, b) for k in x if k.startswith(("loss", "value", "eval"))
+    )
+    assert diff < LOSS_TOL
+    p1, p2 = trainable(one, 10), trainable(two, 10)
+    assert max(float((p1[k] - p2[k]).abs().max()) for k in p1) < PARAM_TOL
+    saved = json.loads((two / "checkpoints" / "step-000010" / "state.json").read_text())
+    assert saved["choices"] == [r["objective"] for r in a if "objective" in r]
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {
+        p.name for p in (two / "checkpoints" / "step-000010").iterdir()
+    }
+    assert json.loads((two / "summary.json").read_text())["processes"] == 2
+
+    crashed = tmp_path / "crashed"
+    shutil.copytree(two, crashed)
+    shutil.rmtree(crashed / "checkpoints" / "step-000010")
+    launch(cli(dataclasses.replace(two_cfg, output_dir=str(crashed), resume=True)))
+    assert rows_of(crashed) == rows_of(two)
+    p3 = trainable(crashed, 10)
+    assert all(torch.equal(p2[k], p3[k]) for k in p2)
