@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     torch.save(trainable_state(model), tmp / "trainable.pt")
+    _pause_for_tests()
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({**state, "step": step}))
     if final.exists():  # re-saving the same step (a resumed run): replace it whole
@@ -43,6 +45,14 @@ def save_checkpoint(
     for old in checkpoints(run)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _pause_for_tests() -> None:
+    """``TOYOPT_CHECKPOINT_PAUSE=S`` sleeps S seconds mid-write (one file written, two not), so
+    the crash tests can kill a process while a checkpoint is half written."""
+    pause = os.environ.get("TOYOPT_CHECKPOINT_PAUSE")
+    if pause:
+        time.sleep(float(pause))
 
 
 def checkpoints(run: Path) -> list[Path]:

@@ -59,7 +59,10 @@ def step_row(t: int, weights, losses, values) -> dict:
     for k, v in losses.items():
         row[f"loss_{k}"] = float(np.asarray(v)[0])
         if not math.isfinite(row[f"loss_{k}"]):
-            raise Diverged(f"step {t}: the {k} loss is {row[f'loss_{k}']}; stopped")
+            raise Diverged(
+                f"step {t}: the {k} loss is {row[f'loss_{k}']}; stopped, the last good"
+                " checkpoint is kept"
+            )
     for k, v in (values or {}).items():
         row[f"value_{k}"] = float(np.asarray(v)[0])
     return row
@@ -163,6 +166,13 @@ class Run:
     def checkpoint(self, step: int) -> None:
         extra = {"rule_state": state_to_json(self.state), "metrics_bytes": self.metrics.size(),
                  "wall_time": time.perf_counter() - self.clock, "last": self.backend.last}  # fmt: skip
+        # a finite loss at step t-1 does not make the update of step t-1 finite (lr = 1e30 overflows
+        # the parameters first): never save such parameters over the last good checkpoint
+        if not all(torch.isfinite(p).all() for p in self.model.parameters() if p.requires_grad):
+            raise Diverged(
+                f"step {step - 1}: the parameters are no longer finite after the"
+                f" {self.backend.last} update; stopped, the last good checkpoint is kept"
+            )
         save_checkpoint(self.dir, step, self.model, self.optimizer, extra)
         self.last_end = time.perf_counter()  # step_seconds excludes checkpointing
 

@@ -1,0 +1,176 @@
+"""Crashes, divergence and determinism of the LLM trainer, with real processes.
+
+- A run killed with SIGKILL at seeded random points (and once while a checkpoint is half
+  written) and resumed with ``--resume`` each time ends with exactly the parameters, metrics rows
+  and summary of an uninterrupted run (wall-clock fields aside), no row duplicated or lost.
+- A half-written checkpoint (``.tmp-*``) never replaces a good one and is never resumed from.
+- lr = 1e15 makes the loss (or the parameters) non-finite within two steps: exit status 3, one
+  line naming the step and the objective, the last checkpoint with finite parameters kept.
+- Two runs of the same config and seed write identical metrics files (wall-clock fields aside).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from toyopt.llm.synthetic import make_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = ("wall_time", "step_seconds", "peak_rss_bytes", "peak_cuda_allocated_bytes")
+STEPS = 24
+KILL_SEED, KILLS = 8, 3
+
+
+def train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "toyopt.llm", "train", "--sft-data", str(data / "s.jsonl"),
+            "--pref-data", str(data / "p.jsonl"), "--rule", "alright", "--lam", "0.5",
+            "--steps", str(STEPS), "--save-every", "3", "--eval-every", "4", "--batch-size", "2",
+            "--max-length", "24", "--eval-batch-size", "16", "--seed", "3", "--no-progress",
+            "--output-dir", str(out), *extra]  # fmt: skip
+
+
+def env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("crash-data")
+    for name, split in (("s", "sft_train"), ("p", "pref_train")):
+        rows = make_rows(split, n=40)
+        (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d
+
+
+def finish(args: list[str], **extra: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, capture_output=True, text=True, env=env(**extra), timeout=300)
+    return proc
+
+
+def rows_of(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(s).items() if k not in TIMING} for s in lines]
+
+
+def step_rows(run: Path) -> int:
+    """Complete per-step rows in the metrics log so far (a torn last line not counted)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    return sum(1 for s in path.read_text().split("\n")[:-1] if '"objective"' in s)
+
+
+def kill_when(args: list[str], ready, **extra: str) -> str:
+    """Start the trainer, SIGKILL it as soon as ``ready()`` holds; what the kill hit."""
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(**extra)
+    )
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and not ready() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    if proc.poll() is not None:
+        return "finished before the kill"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return "killed"
+
+
+def params(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoints" / f"step-{STEPS:06d}" / "trainable.pt", weights_only=True)
+
+
+def summary(run: Path) -> dict:
+    s = json.loads((run / "summary.json").read_text())
+    return {k: v for k, v in s.items() if k not in ("train_seconds_per_step", "final", *TIMING)}
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory) -> tuple[Path, Path]:
+    """Two uninterrupted runs of the same config, side by side."""
+    root = tmp_path_factory.mktemp("reference")
+    runs = (root / "a", root / "b")
+    with ThreadPoolExecutor(2) as pool:
+        for proc in pool.map(lambda r: finish(train_args(data, r)), runs):
+            assert proc.returncode == 0, proc.stderr
+    return runs
+
+
+def test_same_config_and_seed_give_identical_metrics(reference):
+    a, b = reference
+    assert rows_of(a) == rows_of(b)
+    assert len(rows_of(a)) == STEPS + STEPS // 4 + 1  # a row per step, evals at 0, 4, …, 24
+    pa, pb = params(a), params(b)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+def test_killed_and_resumed_runs_end_exactly_like_an_uninterrupted_run(data, reference, tmp_path):
+    ref = reference[0]
+    run = tmp_path / "crashed"
+    points = sorted(np.random.default_rng(KILL_SEED).integers(1, STEPS, size=KILLS).tolist())
+    outcomes = []
+    first = train_args(data, run)
+    for i, n in enumerate(points):
+        args = first if i == 0 else [*first, "--resume"]
+        outcomes.append(kill_when(args, lambda n=n: step_rows(run) >= n))
+    # one kill while a checkpoint is half written: trainable.pt saved, optimizer.pt not yet
+    good = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
+    tmp = lambda: any((run / "checkpoints").glob(".tmp-step-*"))  # noqa: E731
+    outcomes.append(kill_when([*first, "--resume"], tmp, TOYOPT_CHECKPOINT_PAUSE="30"))
+    assert outcomes == ["killed"] * (KILLS + 1)  # each kill point hit a running trainer
+    halves = list((run / "checkpoints").glob(".tmp-step-*"))
+    assert halves and not (halves[0] / "optimizer.pt").exists()
+    complete = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
+    assert complete and set(complete) >= set(good[-1:])  # the good one survived the torn write
+    proc = finish([*first, "--resume"])
+    assert proc.returncode == 0, proc.stderr
+    assert rows_of(run) == rows_of(ref)  # no row lost or duplicated, the same numbers
+    pa, pb = params(ref), params(run)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert summary(run) == summary(ref)
+
+
+@pytest.mark.parametrize(
+    "lr, save_every, first_bad",
+    [("1e15", "1", "loss"), ("1e30", "2", "parameters")],  # found by trying: both stop at step 1
+)
+def test_a_non_finite_loss_stops_with_the_step_and_objective_and_keeps_the_checkpoint(
+    data, tmp_path, lr, save_every, first_bad
+):
+    """lr = 1e30 overflows the parameters in an update whose loss was finite; before the fix the
+    step-2 checkpoint saved them (non-finite) over the good one."""
+    run = tmp_path / "diverged"
+    proc = finish(train_args(data, run, "--lr", lr, "--save-every", save_every))
+    lines = [s for s in proc.stderr.splitlines() if s.startswith("error")]
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    loss = re.fullmatch(
+        r"error: step (\d+): the (sft|dpo) loss is (nan|inf|-inf); stopped.*", lines[0]
+    )
+    update = re.fullmatch(
+        r"error: step (\d+): the parameters are no longer finite after the (sft|dpo) update.*",
+        lines[0],
+    )
+    assert loss if first_bad == "loss" else update, lines[0]
+    step = int((loss or update).group(1))
+    logged = step if loss else step + 1  # a non-finite loss is not logged
+    rows = rows_of(run)
+    assert [r["step"] for r in rows if "objective" in r] == list(range(logged))
+    kept = sorted((run / "checkpoints").glob("step-*"))
+    assert len(kept) == (1 if first_bad == "loss" else 0)  # after step 0; none is good at lr 1e30
+    for path in kept:
+        state = json.loads((path / "state.json").read_text())
+        assert path.name == f"step-{state['step']:06d}" and state["step"] <= step
+        saved = torch.load(path / "trainable.pt", weights_only=True)
+        assert all(torch.isfinite(v).all() for v in saved.values())  # only good ones kept
