@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -174,3 +175,22 @@ def test_a_non_finite_loss_stops_with_the_step_and_objective_and_keeps_the_check
         assert path.name == f"step-{state['step']:06d}" and state["step"] <= step
         saved = torch.load(path / "trainable.pt", weights_only=True)
         assert all(torch.isfinite(v).all() for v in saved.values())  # only good ones kept
+
+
+@pytest.mark.parametrize("damage", ["metrics cut short", "torn config"])
+def test_a_damaged_run_directory_is_named_not_resumed(data, reference, tmp_path, capsys, damage):
+    """What a kill cannot do but a disk or a person can: a resume refuses in one line instead of
+    padding the metrics log with zero bytes or failing inside the JSON reader."""
+    from toyopt.llm.__main__ import main
+
+    run = tmp_path / "damaged"
+    shutil.copytree(reference[0], run)
+    if damage == "metrics cut short":
+        target = run / "metrics.jsonl"
+        target.write_text("".join(target.read_text().splitlines(keepends=True)[:5]))
+    else:
+        target = run / "config.json"
+        target.write_text(target.read_text()[:40])
+    status = main([*train_args(data, run)[3:], "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "\n" not in err and str(target) in err, err

@@ -39,6 +39,9 @@ def save_checkpoint(
     _pause_for_tests()
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({**state, "step": step}))
+    for name in ("trainable.pt", "optimizer.pt", "state.json"):  # on disk before the rename
+        with open(tmp / name, "rb") as f:
+            os.fsync(f.fileno())
     if final.exists():  # re-saving the same step (a resumed run): replace it whole
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -81,6 +84,12 @@ class MetricsLog:
         if keep_bytes is None:
             path.write_text("")
         else:  # resume: drop rows written after the checkpoint (and any half-written line)
+            size = path.stat().st_size
+            if size < keep_bytes:  # truncate would pad with zero bytes: rows are gone, say so
+                raise ValueError(
+                    f"{path}: {size} bytes, but the checkpoint counted {keep_bytes}: rows were"
+                    " lost; resume from a copy or start again with --overwrite"
+                )
             with open(path, "r+b") as f:
                 f.truncate(keep_bytes)
         self._file = open(path, "a", encoding="utf-8")
@@ -88,6 +97,11 @@ class MetricsLog:
     def write(self, row: dict) -> None:
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
+
+    def sync(self) -> None:
+        """Force the rows written so far to disk (a kill loses nothing flushed; a power cut
+        could lose what the OS had not written yet)."""
+        os.fsync(self._file.fileno())
 
     def size(self) -> int:
         return self._file.tell()

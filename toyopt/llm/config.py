@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -198,5 +199,8 @@ def save(cfg: TrainConfig, out: Path) -> None:
     """The resolved config as config.json and config.yaml in the run directory."""
     import yaml
 
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    texts = {"config.json": json.dumps(cfg.to_dict(), indent=2) + "\n",
+             "config.yaml": yaml.safe_dump(cfg.to_dict(), sort_keys=False)}  # fmt: skip
+    for name, text in texts.items():  # renamed into place: a kill never leaves half a config
+        (out / f".{name}.tmp").write_text(text)
+        os.replace(out / f".{name}.tmp", out / name)

@@ -73,7 +73,10 @@ def start_run_dir(cfg: TrainConfig) -> Path:
     run = Path(cfg.output_dir)
     saved = run / "config.json"
     if saved.is_file() and cfg.resume:
-        old, new = json.loads(saved.read_text()), cfg.to_dict()
+        try:
+            old, new = json.loads(saved.read_text()), cfg.to_dict()
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{saved}: unreadable ({err.msg}); cannot check --resume") from None
         default = TrainConfig().to_dict()  # a field added since the run started has its default
         diff = [k for k in new if k not in IGNORED_ON_RESUME and old.get(k, default[k]) != new[k]]
         if diff:
@@ -173,6 +176,7 @@ class Run:
                 f"step {step - 1}: the parameters are no longer finite after the"
                 f" {self.backend.last} update; stopped, the last good checkpoint is kept"
             )
+        self.metrics.sync()  # the rows the checkpoint counts are on disk before it is
         save_checkpoint(self.dir, step, self.model, self.optimizer, extra)
         self.last_end = time.perf_counter()  # step_seconds excludes checkpointing
 
