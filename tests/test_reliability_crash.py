@@ -31,7 +31,9 @@ from toyopt.llm.synthetic import make_rows
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ("wall_time", "step_seconds", "peak_rss_bytes", "peak_cuda_allocated_bytes")
 STEPS = 24
-KILL_SEED, KILLS = 8, 3
+# CI kills 3 times (+1 mid-checkpoint); TOYOPT_CRASH_KILLS=N (and _SEED) for a longer campaign
+KILL_SEED = int(os.environ.get("TOYOPT_CRASH_SEED", "8"))
+KILLS = int(os.environ.get("TOYOPT_CRASH_KILLS", "3"))
 
 
 def train_args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -125,10 +127,13 @@ def test_killed_and_resumed_runs_end_exactly_like_an_uninterrupted_run(data, ref
     for i, n in enumerate(points):
         args = first if i == 0 else [*first, "--resume"]
         outcomes.append(kill_when(args, lambda n=n: step_rows(run) >= n))
+        print(f"kill {i}: after {step_rows(run)} step rows (aimed at {n}), checkpoints",
+              sorted(p.name for p in (run / "checkpoints").glob("*")))  # fmt: skip
     # one kill while a checkpoint is half written: trainable.pt saved, optimizer.pt not yet
     good = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
     tmp = lambda: any((run / "checkpoints").glob(".tmp-step-*"))  # noqa: E731
     outcomes.append(kill_when([*first, "--resume"], tmp, TOYOPT_CHECKPOINT_PAUSE="30"))
+    print("mid-checkpoint kill:", sorted(p.name for p in (run / "checkpoints").glob("*")))
     assert outcomes == ["killed"] * (KILLS + 1)  # each kill point hit a running trainer
     halves = list((run / "checkpoints").glob(".tmp-step-*"))
     assert halves and not (halves[0] / "optimizer.pt").exists()

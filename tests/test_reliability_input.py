@@ -264,3 +264,17 @@ def test_bad_input_gets_one_clear_line_and_a_nonzero_status(case, how, results, 
     assert len(lines) == 1, proc.stderr
     for piece in case.expect:
         assert piece.replace("{d}", str(d)) in lines[0], lines[0]
+
+
+def test_a_prompt_longer_than_max_length_is_cut_and_counted_not_an_error(tmp_path, capsys):
+    """The documented truncation policy (toyopt.llm.encode): the prompt is cut from the left and
+    the run reports how many rows were cut; the response keeps its tokens."""
+    from toyopt.llm.__main__ import main
+
+    long = {"prompt": "Repeat: " + "red cat " * 200, "completion": "red cat"}
+    (tmp_path / "sft.jsonl").write_text(jsonl([long, *SFT]))
+    (tmp_path / "pref.jsonl").write_text(jsonl(PREF))
+    args = [a.replace("{d}", str(tmp_path)) for a in [*TRAIN, "--sft-data", S, "--pref-data", P]]
+    assert main(["train", *args, "--steps", "1", "--eval-every", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "sft_train: truncated 1 of" in out or "sft_eval: truncated 1 of" in out, out
