@@ -18,8 +18,9 @@ def rows(text: str) -> list[list[str]]:
 
 
 def test_rules_cost_counts_forward_passes():
-    text = rules_cost.main(["--steps", "10", "--warmup", "0", "--repeats", "1",
-                            "--batch-size", "2", "--rules", "maxright K=10"])  # fmt: skip
+    args = ["--steps", "10", "--warmup", "0", "--repeats", "1", "--mem-steps", "2"]
+    args += ["--mem-repeats", "1", "--batch-size", "2", "--rules", "maxright K=10"]
+    text = rules_cost.main(args)
     got = {r[0]: r for r in rows(text)}
     assert set(got) == {"sequential", "maxright K=10"}
     assert got["sequential"][4] == "1.00"  # one forward per step
