@@ -30,7 +30,7 @@ from toyopt.llm.checkpoint import PREFIX, MetricsLog, checkpoints, load_checkpoi
 from toyopt.llm.distributed import ShardedBackend, evaluate_sharded, make_accelerator
 from toyopt.llm.prepare import prepare
 from toyopt.llm.setup import build_model, build_optimizer, build_rule, reference
-from toyopt.llm.train import Run, finish, peak_memory, start_run_dir
+from toyopt.llm.train import Diverged, Run, finish, peak_memory, start_run_dir
 from toyopt.rules import state_from_json, state_to_json
 from toyopt.schedules import Schedule
 
@@ -43,6 +43,9 @@ class NullLog:
 
     def size(self) -> int:
         return 0
+
+    def sync(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -163,8 +166,21 @@ class DistributedRun(Run):
                 f"processes disagree on the rule's choices by step {len(self.choices)}"
             )
 
+    def check_finite(self, step: int) -> None:
+        """As :meth:`Run.checkpoint`: never save non-finite parameters; every process checks its
+        shard and all stop together."""
+        local = [getattr(p, "_local_tensor", p) for p in self.model.parameters() if p.requires_grad]
+        bad = float(not all(torch.isfinite(t).all() for t in local))
+        if float(self.acc.reduce(torch.tensor([bad], device=self.acc.device))[0]) > 0:
+            raise Diverged(
+                f"step {step - 1}: the parameters are no longer finite after the"
+                f" {self.backend.last} update; stopped, the last good checkpoint is kept"
+            )
+
     def checkpoint(self, step: int) -> None:
         self.check_choices()
+        self.check_finite(step)
+        self.metrics.sync()  # the rows the checkpoint counts are on disk before it is
         acc, root = self.acc, self.dir / "checkpoints"
         tmp, final = root / f".tmp-{PREFIX}{step:06d}", root / f"{PREFIX}{step:06d}"
         if acc.is_main_process:
@@ -185,6 +201,9 @@ class DistributedRun(Run):
                      "wall_time": time.perf_counter() - self.clock, "last": self.backend.last,
                      "choices": self.choices, "step": step}  # fmt: skip
             (tmp / "state.json").write_text(json.dumps(extra))
+        for f in (f for f in tmp.rglob("*") if f.is_file()):  # each process syncs what it sees
+            with open(f, "rb") as handle:
+                os.fsync(handle.fileno())
         acc.wait_for_everyone()  # every shard is on disk before the rename
         if acc.is_main_process:
             if final.exists():
