@@ -156,3 +156,20 @@ def test_two_processes_choose_and_train_as_one_and_resume_exactly(tmp_path):
     assert rows_of(crashed) == rows_of(two)
     p3 = trainable(crashed, 10)
     assert all(torch.equal(p2[k], p3[k]) for k in p2)
+
+
+def test_two_processes_mix_with_lora_and_a_per_batch_reference_match_one(tmp_path):
+    """Two forwards (SFT and DPO) before one backward under DDP, LoRA adapters only, and the
+    reference scored per micro-batch by the adapters-off model."""
+    kw = dict(rule="mix", lam=0.4, lora=True, lora_r=4, precompute_ref=False, lr=3e-3, steps=4,
+              batch_size=8, eval_every=4, max_rows=64, precision="fp32")  # fmt: skip
+    one = run(config(tmp_path, "one", **kw), log=lambda s: None)
+    two_cfg = config(tmp_path, "two", **kw)
+    launch(cli(two_cfg))
+    a = rows_of(one)
+    b = rows_of(
+        Path(two_cfg.output_dir), drop=("wall_time", "step_seconds", "peak_rss_bytes", "processes")
+    )
+    assert [sorted(r) for r in a] == [sorted(r) for r in b] and any("loss_dpo" in r for r in a)
+    diff = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x if k.startswith(("loss", "eval")))
+    assert diff < LOSS_TOL
