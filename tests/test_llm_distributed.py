@@ -24,7 +24,7 @@ from toyopt.llm.train import run
 from toyopt.rng import STREAM_BATCH
 
 ROOT = Path(__file__).resolve().parents[1]
-DDP_CONFIG = ROOT / "examples" / "accelerate" / "ddp.yaml"
+DDP_CONFIG = ROOT / "toyopt" / "llm" / "accelerate_configs" / "ddp.yaml"
 # float32 sums taken in another order: the 2-process losses differ from the 1-process ones by a
 # few ulps (ulp(6.0) = 4.8e-7); 1e-5 is 20 ulps, far below any change a wrong shard would make
 LOSS_TOL = 1e-5

@@ -1,7 +1,7 @@
 """The trainer on several processes through Hugging Face Accelerate (DDP, FSDP2, DeepSpeed ZeRO).
 
 Launch: ``accelerate launch [--config_file CFG.yaml] -m toyopt.llm train ...`` (see
-``examples/accelerate/``). What stays the same as one process:
+``toyopt/llm/accelerate_configs/``). What stays the same as one process:
 
 - **The rule's choice.** Every process holds the same rule state and calls ``rule.choose`` with
   the same inputs: ALRIGHT's coin is ``uniform(seed, step, STREAM_CHOICE)`` (counter-based, no
