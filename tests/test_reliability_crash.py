@@ -131,17 +131,21 @@ def test_killed_and_resumed_runs_end_exactly_like_an_uninterrupted_run(data, ref
               sorted(p.name for p in (run / "checkpoints").glob("*")))  # fmt: skip
     # one kill while a checkpoint is half written: trainable.pt saved, optimizer.pt not yet
     good = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
-    tmp = lambda: any((run / "checkpoints").glob(".tmp-step-*"))  # noqa: E731
-    outcomes.append(kill_when([*first, "--resume"], tmp, TOYOPT_CHECKPOINT_PAUSE="30"))
+    torn = lambda: set((run / "checkpoints").glob(".tmp-step-*"))  # noqa: E731
+    before = torn()  # an earlier kill may have hit a checkpoint write already
+    outcomes.append(
+        kill_when([*first, "--resume"], lambda: torn() - before, TOYOPT_CHECKPOINT_PAUSE="30")
+    )
     print("mid-checkpoint kill:", sorted(p.name for p in (run / "checkpoints").glob("*")))
     assert outcomes == ["killed"] * (KILLS + 1)  # each kill point hit a running trainer
-    halves = list((run / "checkpoints").glob(".tmp-step-*"))
+    halves = list(torn() - before)
     assert halves and not (halves[0] / "optimizer.pt").exists()
     complete = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
     assert complete and set(complete) >= set(good[-1:])  # the good one survived the torn write
     proc = finish([*first, "--resume"])
     assert proc.returncode == 0, proc.stderr
     assert rows_of(run) == rows_of(ref)  # no row lost or duplicated, the same numbers
+    assert not list((run / "checkpoints").glob(".tmp-*"))  # torn writes cleaned up
     pa, pb = params(ref), params(run)
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
     assert summary(run) == summary(ref)
@@ -175,6 +179,8 @@ def test_a_non_finite_loss_stops_with_the_step_and_objective_and_keeps_the_check
     assert [r["step"] for r in rows if "objective" in r] == list(range(logged))
     kept = sorted((run / "checkpoints").glob("step-*"))
     assert len(kept) == (1 if first_bad == "loss" else 0)  # after step 0; none is good at lr 1e30
+    named = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was saved"
+    assert lines[0].endswith(named), lines[0]
     for path in kept:
         state = json.loads((path / "state.json").read_text())
         assert path.name == f"step-{state['step']:06d}" and state["step"] <= step

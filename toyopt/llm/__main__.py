@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 2
     except Diverged as err:  # the last good checkpoint is kept
-        print(f"error: {err}", file=sys.stderr)
+        from toyopt.llm.checkpoint import checkpoints
+
+        found = checkpoints(Path(args.output_dir)) if args.command == "train" else []
+        kept = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was saved"
+        print(f"error: {err}; {kept}", file=sys.stderr)
         return 3
 
 

@@ -47,6 +47,8 @@ def save_checkpoint(
     os.replace(tmp, final)
     for old in checkpoints(run)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    for torn in root.glob(f".tmp-{PREFIX}*-*"):  # left by killed processes (other pids)
+        shutil.rmtree(torn, ignore_errors=True)
     return final
 
 

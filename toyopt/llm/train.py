@@ -59,10 +59,7 @@ def step_row(t: int, weights, losses, values) -> dict:
     for k, v in losses.items():
         row[f"loss_{k}"] = float(np.asarray(v)[0])
         if not math.isfinite(row[f"loss_{k}"]):
-            raise Diverged(
-                f"step {t}: the {k} loss is {row[f'loss_{k}']}; stopped, the last good"
-                " checkpoint is kept"
-            )
+            raise Diverged(f"step {t}: the {k} loss is {row[f'loss_{k}']}; stopped")
     for k, v in (values or {}).items():
         row[f"value_{k}"] = float(np.asarray(v)[0])
     return row
@@ -174,7 +171,7 @@ class Run:
         if not all(torch.isfinite(p).all() for p in self.model.parameters() if p.requires_grad):
             raise Diverged(
                 f"step {step - 1}: the parameters are no longer finite after the"
-                f" {self.backend.last} update; stopped, the last good checkpoint is kept"
+                f" {self.backend.last} update (or an earlier one since the last checkpoint); stopped"
             )
         self.metrics.sync()  # the rows the checkpoint counts are on disk before it is
         save_checkpoint(self.dir, step, self.model, self.optimizer, extra)
