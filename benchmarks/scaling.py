@@ -2,8 +2,8 @@
 
 One SFT training step as the trainer takes it (``sft_loss`` forward, backward, clipping at 1,
 AdamW) on batches of random tokens of exactly L tokens per row (half prompt, half response), for
-the tiny model (all weights, 1 thread, as the trainer sets) and SmolLM2-135M (LoRA r = 16 on all
-linear layers, the machine's threads). Every (model, B, L) point is timed ``repeats`` times,
+the tiny model (all weights) and SmolLM2-135M (LoRA r = 16 on all linear layers), on 1 torch
+thread (and SmolLM2 once more on 2 threads). Every (model, B, L) point is timed ``repeats`` times,
 the points interleaved in rotated order within each round after one warm-up step. The
 "µs / token" column answers "is cost linear in tokens": constant means linear; it falls where a
 fixed per-step cost dominates and rises where attention's L² term or cache misses start to bite.
@@ -22,8 +22,9 @@ GRIDS = {  # model: [(batch, length)]
     "tiny": [(8, L) for L in (32, 64, 128, 256, 512)] + [(B, 128) for B in (1, 2, 4, 16, 32)],
     # SmolLM2 costs ~50 ms per token on 2 shared cores: a small grid keeps the run in minutes
     "smollm2": [(1, L) for L in (16, 32, 64, 128)] + [(B, 32) for B in (2, 4)],
+    "smollm2@2": [(1, 32), (4, 32)],  # the same model on 2 threads: shared cores punish it
 }
-QUICK = {"tiny": [(2, 16), (4, 16), (2, 32)], "smollm2": []}
+QUICK = {"tiny": [(2, 16), (4, 16), (2, 32)], "smollm2": [], "smollm2@2": []}
 
 
 def one_step(model, opt, batch) -> None:
@@ -38,14 +39,17 @@ def one_step(model, opt, batch) -> None:
 
 
 def worker(model_name: str, points: list, repeats: int) -> dict:
-    """Seconds per step of each (batch, length) point, measured in this process."""
+    """Seconds per step of each (batch, length) point, measured in this process.
+
+    ``name@N`` runs on N torch threads, else 1 (the trainer's choice for tiny, ``--threads 1``
+    for SmolLM2: on 2 cores shared with other work, 2 threads ran a SmolLM2 step 2-10x slower)."""
     import torch
 
     from toyopt.llm.encode import collate
     from toyopt.llm.models import add_lora, load_model
 
-    if model_name == "tiny":
-        torch.set_num_threads(1)
+    model_name, _, threads = model_name.partition("@")
+    torch.set_num_threads(int(threads or 1))
     model, tok = load_model(model_name)
     if model_name != "tiny":
         model = add_lora(model, 16, 16.0, "all-linear")
@@ -73,7 +77,7 @@ def main(argv=None) -> str:
     p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__)
     p.add_argument("--repeats", type=int, default=5, help="timed steps per point (tiny)")
     p.add_argument("--big-repeats", type=int, default=2, help="timed steps per point (smollm2)")
-    p.add_argument("--models", default="tiny,smollm2")
+    p.add_argument("--models", default="tiny,smollm2,smollm2@2")
     p.add_argument("--quick", action="store_true", help="a few tiny points (tests)")
     a = p.parse_args(argv)
     rows = []
@@ -88,7 +92,7 @@ def main(argv=None) -> str:
             sec = np.array(res["seconds"][f"{b}x{n}"])
             per_tok = 1e6 * np.median(sec) / (b * n)
             first = first or per_tok
-            rows.append([f"{name} ({res['threads']} thr)", b, n, b * n, med_spread(1e3 * sec),
+            rows.append([f"{name.partition('@')[0]} ({res['threads']} thr)", b, n, b * n, med_spread(1e3 * sec),
                          f"{per_tok:.1f}", f"{per_tok / first:.2f}"])  # fmt: skip
     cmd = f"python -m benchmarks.scaling --repeats {a.repeats} --big-repeats {a.big_repeats}"
     text = (

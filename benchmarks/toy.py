@@ -76,7 +76,7 @@ def main(argv=None) -> str:
         job_rows = []
         for args in jobs.values():
             wall, peak = timed([sys.executable, "-m", *args])
-            shown = " ".join(a for a in args if not a.startswith("/"))
+            shown = " ".join("DIR" if a == tmp else a for a in args)
             job_rows.append([f"`python -m {shown}`", f"{wall:.1f}", f"{peak:.0f}"])
     tp = throughput(a.steps, a.seeds, a.repeats)
     seq = np.array(tp["sequential-sft-dpo"])
