@@ -174,7 +174,7 @@ class DistributedRun(Run):
         if float(self.acc.reduce(torch.tensor([bad], device=self.acc.device))[0]) > 0:
             raise Diverged(
                 f"step {step - 1}: the parameters are no longer finite after the"
-                f" {self.backend.last} update; stopped, the last good checkpoint is kept"
+                f" {self.backend.last} update (or an earlier one since the last checkpoint); stopped"
             )
 
     def checkpoint(self, step: int) -> None:
