@@ -72,15 +72,21 @@ def _number(value, where: str, field: str) -> float:
     return float(value)
 
 
-def read_config(path: Path) -> dict:
+def read_json_object(path: Path, missing: str, expected: str = "a JSON object") -> dict:
+    """A JSON file holding one object, or a one-line RunFormatError naming the file."""
     try:
-        cfg = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise RunFormatError(f"{path}: missing (every run directory needs config.json)") from None
+        raise RunFormatError(f"{path}: {missing}") from None
     except json.JSONDecodeError as e:
         raise RunFormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(cfg, dict):
-        raise RunFormatError(f"{path}: expected a JSON object")
+    if not isinstance(data, dict):
+        raise RunFormatError(f"{path}: expected {expected}")
+    return data
+
+
+def read_config(path: Path) -> dict:
+    cfg = read_json_object(path, "missing (every run directory needs config.json)")
     for field in ("rule", "lam", "steps", "seed"):
         if field not in cfg:
             raise RunFormatError(f"{path}: missing field {field!r}")
@@ -186,14 +192,7 @@ def read_runs(root: Path) -> list[LLMRun]:
 def read_optima(path: Path) -> dict[str, float]:
     """f*_sft and f*_dpo for held-out gaps: "eval_k" when present, else "k"."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunFormatError(f"{path}: no such optima file") from None
-    except json.JSONDecodeError as e:
-        raise RunFormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(data, dict):
-        raise RunFormatError(f"{path}: expected a JSON object {{'sft': f, 'dpo': f}}")
+    data = read_json_object(path, "no such optima file", "a JSON object {'sft': f, 'dpo': f}")
     out = {}
     for k in OBJECTIVES:
         key = f"eval_{k}" if f"eval_{k}" in data else k
