@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -27,12 +26,6 @@ def run_worker(module: str, kwargs: dict, timeout: float = 900) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"worker {module} {kwargs} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (getrusage; KiB on Linux)."""
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def robust_mean(x, limit: float = 3.0) -> float:

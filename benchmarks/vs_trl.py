@@ -27,11 +27,11 @@ import numpy as np
 from benchmarks.common import (
     load_average,
     med_spread,
-    peak_rss_bytes,
     robust_mean,
     run_worker,
     table,
 )
+from toyopt.llm.train import peak_rss_bytes
 
 VARIANTS = ["ours sft", "trl sft", "ours dpo (precomputed ref)", "ours dpo (ref per batch)",
             "trl dpo (ref per batch, default)", "trl dpo (precompute_ref_log_probs)"]  # fmt: skip

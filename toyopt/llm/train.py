@@ -44,12 +44,17 @@ class Diverged(RuntimeError):
     """A non-finite training loss (the last good checkpoint is kept)."""
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (getrusage)."""
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
 def peak_memory() -> dict[str, int]:
     """The peak memory a run reached, named for what it measures."""
     if torch.cuda.is_available():
         return {"peak_cuda_allocated_bytes": int(torch.cuda.max_memory_allocated())}
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
-    return {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale}
+    return {"peak_rss_bytes": peak_rss_bytes()}
 
 
 def step_row(t: int, weights, losses, values) -> dict:
