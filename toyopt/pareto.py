@@ -24,7 +24,7 @@ import numpy as np
 from scipy.optimize import brentq, linprog
 
 from toyopt.problems.base import Problem, orthonormal_basis
-from toyopt.rules import OBJECTIVES
+from toyopt.rules import OBJECTIVES, weighted_gaps
 
 METRICS = ("f_sft", "f_dpo", "gap_sft", "gap_dpo", "ideal_distance", "mix_gap", "chebyshev_gap")
 
@@ -132,9 +132,14 @@ class Geometry:
     def gaps(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         return {k: self.problem.value(k, theta) - self.f_star[k] for k in OBJECTIVES}
 
+    def weighted_gaps(self, theta: np.ndarray, lam: float) -> dict[str, np.ndarray]:
+        """λ gap_dpo and (1 − λ) gap_sft per row: the comparison MAXRIGHT makes."""
+        values = {k: self.problem.value(k, theta) for k in OBJECTIVES}
+        return weighted_gaps(lam, self.f_star, values)
+
     def _balance(self, mu: float, lam: float) -> float:
-        g = self.gaps(self.mix(mu).point)
-        return lam * g["dpo"][0] - (1 - lam) * g["sft"][0]
+        w = self.weighted_gaps(self.mix(mu).point, lam)
+        return float(w["dpo"][0] - w["sft"][0])
 
     @lru_cache(maxsize=256)  # noqa: B019
     def chebyshev(self, lam: float) -> Optimum:
@@ -150,8 +155,8 @@ class Geometry:
         else:
             mu = brentq(self._balance, lo, hi, args=(lam,), xtol=1e-13, rtol=1e-13)
         point = self.mix(mu).point
-        g = self.gaps(point)
-        return Optimum(float(max(lam * g["dpo"][0], (1 - lam) * g["sft"][0])), point)
+        w = self.weighted_gaps(point, lam)
+        return Optimum(float(max(w["dpo"][0], w["sft"][0])), point)
 
     def front(self, lams: np.ndarray) -> np.ndarray:
         """(f_sft, f_dpo) at θ*_μ for each μ in ``lams``: shape (n, 2)."""
@@ -162,7 +167,7 @@ class Geometry:
         """Per-row metrics of iterates θ (S, d); see :data:`METRICS`."""
         f = {k: self.problem.value(k, theta) for k in OBJECTIVES}
         gap = {k: f[k] - self.f_star[k] for k in OBJECTIVES}
-        weighted = np.maximum(lam * gap["dpo"], (1 - lam) * gap["sft"])
+        weighted = weighted_gaps(lam, self.f_star, f)
         return {
             "f_sft": f["sft"],
             "f_dpo": f["dpo"],
@@ -170,5 +175,6 @@ class Geometry:
             "gap_dpo": gap["dpo"],
             "ideal_distance": np.hypot(gap["sft"], gap["dpo"]),
             "mix_gap": lam * f["dpo"] + (1 - lam) * f["sft"] - self.mix(lam).value,
-            "chebyshev_gap": weighted - self.chebyshev(lam).value,
+            "chebyshev_gap": np.maximum(weighted["dpo"], weighted["sft"])
+            - self.chebyshev(lam).value,
         }
