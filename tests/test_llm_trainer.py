@@ -182,7 +182,10 @@ def test_per_batch_reference_equals_the_precomputed_one(tmp_path, lora):
     for ra, rb in zip(rows_of(a), rows_of(b), strict=True):
         assert ra.keys() == rb.keys()
         for k in ra:
-            assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=1e-6), k
+            if isinstance(ra[k], str):  # e.g. the objective label: pytest.approx refuses strings
+                assert ra[k] == rb[k], k
+            else:
+                assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=1e-6), k
 
 
 def test_lora_adapters_start_the_same_in_every_run():
