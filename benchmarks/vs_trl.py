@@ -31,7 +31,7 @@ from benchmarks.common import (
     run_worker,
     table,
 )
-from toyopt.llm.train import peak_rss_bytes
+from toyopt.llm.engine import peak_rss_bytes
 
 VARIANTS = ["ours sft", "trl sft", "ours dpo (precomputed ref)", "ours dpo (ref per batch)",
             "trl dpo (ref per batch, default)", "trl dpo (precompute_ref_log_probs)"]  # fmt: skip

@@ -17,8 +17,8 @@ import pytest
 import torch
 from test_llm_trainer import config, make_backend, rows_of  # noqa: E402  (tests/ is on sys.path)
 
-from toyopt.llm.backend import batch_indices
-from toyopt.llm.distributed import ShardedBackend, my_part, wanted
+from toyopt.llm.backend import LMBackend, batch_indices, my_part
+from toyopt.llm.engine import wanted
 from toyopt.llm.models import load_model
 from toyopt.llm.train import run
 from toyopt.rng import STREAM_BATCH
@@ -31,24 +31,18 @@ LOSS_TOL = 1e-5
 # Adam divides by sqrt(v): where a gradient is ~0 its rounding noise is rescaled to O(lr), so
 # parameters may differ by up to lr per step; we allow a third of one step's size (lr = 3e-3)
 PARAM_TOL = 1e-3
+ENGINE = ("wall_time", "step_seconds", "peak_rss_bytes", "processes")  # differ by design
 
 
-class FakeAccelerator:
+def fake_engine(rank: int, world: int, accum: int) -> SimpleNamespace:
     """Rank ``rank`` of ``world`` without processes: shares are summed by the test itself."""
-
-    def __init__(self, rank: int, world: int, accum: int):
-        self.process_index, self.num_processes, self.gradient_accumulation_steps = (
-            rank,
-            world,
-            accum,
-        )
-        self.device = torch.device("cpu")
+    return SimpleNamespace(process_index=rank, num_processes=world, grad_accum=accum)
 
 
 @pytest.mark.parametrize("world, accum", [(1, 1), (2, 2), (4, 1), (1, 4)])
 def test_micro_batches_of_all_ranks_are_the_global_batch_in_order(world, accum):
     idx = batch_indices(3, 7, 50, 8, STREAM_BATCH["sft"])
-    parts = [ShardedBackend.micro(SimpleNamespace(rank=r, world=world, accum=accum), idx)
+    parts = [LMBackend.micro(SimpleNamespace(engine=fake_engine(r, world, accum)), idx)
              for r in range(world)]  # fmt: skip
     joined = np.concatenate([m for rank in parts for m in rank])
     assert np.array_equal(joined, idx)
@@ -64,16 +58,16 @@ def test_shares_over_ranks_and_micro_batches_sum_to_the_single_process_loss(name
     single.batch_size = 4  # 2 ranks x 2 micro-batches of one row (uneven token counts)
     total = 0.0
     for rank in range(2):
-        sharded = ShardedBackend(FakeAccelerator(rank, 2, 2), model, opt, single.sft_rows,
-                                 single.pref_rows, seed=4, batch_size=4, beta=0.1,
-                                 pad_id=tok.pad_token_id, ref_logps=single.ref_logps)  # fmt: skip
+        sharded = LMBackend(model, opt, single.sft_rows, single.pref_rows, seed=4, batch_size=4,
+                            beta=0.1, pad_id=tok.pad_token_id, ref_logps=single.ref_logps,
+                            engine=fake_engine(rank, 2, 2))  # fmt: skip
         with torch.no_grad():
             total += sum(float(f()) for f in sharded.shares(name, 5))
     with torch.no_grad():
         assert total == pytest.approx(float(single.compute(name, 5)), abs=1e-6)
 
 
-def test_plain_single_process_runs_keep_the_single_process_trainer(tmp_path, monkeypatch):
+def test_plain_single_process_runs_take_the_local_engine(tmp_path, monkeypatch):
     for key in ("WORLD_SIZE", "ACCELERATE_MIXED_PRECISION", "ACCELERATE_USE_DEEPSPEED"):
         monkeypatch.delenv(key, raising=False)
     assert not wanted(config(tmp_path))
@@ -129,10 +123,7 @@ def test_two_processes_choose_and_train_as_one_and_resume_exactly(tmp_path):
     launch(cli(two_cfg))
     two = Path(two_cfg.output_dir)
 
-    a, b = (
-        rows_of(one),
-        rows_of(two, drop=("wall_time", "step_seconds", "peak_rss_bytes", "processes")),
-    )
+    a, b = rows_of(one, drop=ENGINE), rows_of(two, drop=ENGINE)
     assert [r.get("objective") for r in a] == [r.get("objective") for r in b]
     assert {"sft", "dpo"} <= {r.get("objective") for r in a}
     assert [sorted(r) for r in a] == [sorted(r) for r in b]  # same rows, each written once
@@ -166,10 +157,7 @@ def test_two_processes_mix_with_lora_and_a_per_batch_reference_match_one(tmp_pat
     one = run(config(tmp_path, "one", **kw), log=lambda s: None)
     two_cfg = config(tmp_path, "two", **kw)
     launch(cli(two_cfg))
-    a = rows_of(one)
-    b = rows_of(
-        Path(two_cfg.output_dir), drop=("wall_time", "step_seconds", "peak_rss_bytes", "processes")
-    )
+    a, b = rows_of(one, drop=ENGINE), rows_of(Path(two_cfg.output_dir), drop=ENGINE)
     assert [sorted(r) for r in a] == [sorted(r) for r in b] and any("loss_dpo" in r for r in a)
     diff = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x if k.startswith(("loss", "eval")))
     assert diff < LOSS_TOL

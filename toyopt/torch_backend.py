@@ -1,13 +1,21 @@
-"""A torch backend for the loop: any parameters with SFT and DPO loss closures.
+"""The torch backend of the loop: one optimizer step along Σ_k w_k ∇f_k, for any parameters.
 
-It runs one row (one seed) at a time: the weights the rule returns are arrays of length 1. The toy
-code never imports this module; the language-model trainer builds on it (it overrides
-:meth:`TorchBackend.loss` to feed each step its batches, and :meth:`TorchBackend.backward` can be
-replaced by a distributed engine's backward).
+It runs one row (one seed) at a time: the weights the rule returns are arrays of length 1. An
+objective is a list of *shares*: closures whose values sum to the objective (one per micro-batch
+of this process; the shares of all processes together make the global batch). A toy problem has
+one share per objective, its loss closure; the language-model backend
+(:class:`toyopt.llm.backend.LMBackend`) overrides :meth:`TorchBackend.shares` to read each step's
+batches. Processes are the business of an *engine* (:mod:`toyopt.llm.engine`); the default,
+:class:`SingleProcess`, is the identity on one process. The toy code never imports this module.
+
+When a rule asks for both values (MAXRIGHT) on one process and one micro-batch, the objective
+stepped on last is evaluated *with* its graph and kept: the rule usually chooses it again, and
+the step then reuses that forward pass (one extra forward per refresh instead of two).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -29,42 +37,113 @@ def row_weights(weights: Weights) -> dict[str, float]:
     return out
 
 
-class TorchBackend:
-    """Steps ``optimizer`` along Σ_k w_k ∇f_k, calling only the closures with w_k > 0.
+class SingleProcess:
+    """What a step needs from an engine, on one process: no reduction, no accumulation."""
 
-    ``max_grad_norm`` (optional) clips the total gradient norm before the update.
+    process_index, num_processes, grad_accum = 0, 1, 1
+    keeps_graph = True  # a refresh may keep a forward graph for the following step
+    sync_gradients = True
+
+    def accumulate(self, model):
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def clip_grad_norm_(self, parameters, max_norm: float) -> None:
+        torch.nn.utils.clip_grad_norm_(list(parameters), max_norm)
+
+    def reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
+        return values
+
+
+class TorchBackend:
+    """Steps ``optimizer`` along Σ_k w_k ∇f_k, computing only the objectives with w_k > 0.
+
+    ``max_grad_norm`` (optional) clips the total gradient norm before the update. With W
+    processes and A micro-batches each, every share is back-propagated times W·A, because
+    the engines average gradients over processes and micro-batches; the update is then the one
+    of the summed objective (the single-process update, up to float rounding).
     """
+
+    model: torch.nn.Module | None = None
 
     def __init__(
         self,
         loss_fns: Mapping[str, LossFn],
         optimizer: torch.optim.Optimizer,
         max_grad_norm: float | None = None,
+        engine=None,
     ):
         self.loss_fns = dict(loss_fns)
         self.optimizer = optimizer
         self.max_grad_norm = max_grad_norm
+        self.engine = engine or SingleProcess()
+        self.next_step = 0  # the step whose batches values() and step() use
+        self.last = "sft"  # objective stepped on last: values() keeps its graph
+        self._kept: tuple[int, str, torch.Tensor] | None = None
 
-    def loss(self, name: str, step: int | None, grad: bool) -> torch.Tensor:
-        """The value of objective ``name`` for ``step`` (None: the step about to be taken)."""
-        with torch.set_grad_enabled(grad):
-            return self.loss_fns[name]()
+    def shares(self, name: str, step: int) -> list[LossFn]:
+        """Closures for this process's shares of objective ``name`` at ``step``."""
+        return [self.loss_fns[name]]
 
-    def backward(self, total: torch.Tensor) -> None:
-        total.backward()
+    def compute(self, name: str, step: int) -> torch.Tensor:
+        """This process's part of objective ``name`` at ``step`` (the whole of it on one)."""
+        return sum(share() for share in self.shares(name, step))
+
+    def parameters(self) -> list[torch.Tensor]:
+        if self.model is not None:  # engines clip the model's parameters (FSDP needs them so)
+            return list(self.model.parameters())
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def global_sum(self, local: Mapping[str, float]) -> dict[str, np.ndarray]:
+        """Each objective's shares summed over the processes (one reduction)."""
+        names = sorted(local)
+        summed = self.engine.reduce_sum(
+            torch.tensor([local[k] for k in names], dtype=torch.float64)
+        )
+        return {k: np.array([float(v)]) for k, v in zip(names, summed.tolist())}
+
+    def keeps_graph(self) -> bool:
+        e = self.engine
+        return e.keeps_graph and e.num_processes * e.grad_accum == 1
 
     def values(self) -> dict[str, np.ndarray]:
-        return {k: np.array([float(self.loss(k, None, grad=False))]) for k in OBJECTIVES}
+        """Both objectives at the current parameters (on the batches of the next step)."""
+        step, other = self.next_step, "dpo" if self.last == "sft" else "sft"
+        local = {}
+        if self.keeps_graph():
+            kept = self.shares(self.last, step)[0]()
+            self._kept = (step, self.last, kept)
+            local[self.last] = float(kept.detach())
+        with torch.no_grad():
+            for k in OBJECTIVES if not self.keeps_graph() else (other,):
+                local[k] = float(sum(share() for share in self.shares(k, step)))
+        return self.global_sum(local)
 
     def step(self, weights: Weights, lr: float, step: int) -> dict[str, np.ndarray]:
+        """One optimizer step along Σ_k w_k ∇f_k, accumulated over this process's shares."""
         w = row_weights(weights)
+        on = [k for k in OBJECTIVES if w[k] > 0]
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        losses = {k: self.loss(k, step, grad=True) for k in OBJECTIVES if w[k] > 0}
-        self.backward(sum(w[k] * loss for k, loss in losses.items()))
-        if self.max_grad_norm is not None:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        shares = {k: self.shares(k, step) for k in on}
+        kept, self._kept = self._kept, None
+        if kept is not None and kept[0] == step and kept[1] in shares:
+            shares[kept[1]][0] = lambda: kept[2]  # the forward pass values() already ran
+        local = dict.fromkeys(on, 0.0)
+        scale = self.engine.num_processes * self.engine.grad_accum
+        for m in range(self.engine.grad_accum):
+            with self.engine.accumulate(self.model):
+                parts = {k: shares[k][m]() for k in on}
+                total = sum(w[k] * parts[k] for k in on)
+                self.engine.backward(total if scale == 1 else scale * total)
+            for k in on:
+                local[k] += float(parts[k].detach())
+        if self.max_grad_norm is not None and self.engine.sync_gradients:
+            self.engine.clip_grad_norm_(self.parameters(), self.max_grad_norm)
         self.optimizer.step()
-        return {k: np.array([float(loss.detach())]) for k, loss in losses.items()}
+        self.optimizer.zero_grad(set_to_none=True)
+        self.last = "dpo" if w["dpo"] > w["sft"] else "sft"
+        self.next_step = step + 1
+        return self.global_sum(local)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from toyopt.llm.data import DataError
 from toyopt.llm.models import ModelError
-from toyopt.llm.train import Diverged
+from toyopt.llm.train import Diverged, Interrupted
 from toyopt.rules import RULE_NAMES as RULES
 
 
@@ -41,45 +43,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is (as Ctrl-C raises KeyboardInterrupt)."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        if args.command == "make-data":
-            from toyopt.llm.synthetic import make_data
-
-            for split, path in make_data(args.out, args.seed).items():
-                print(f"{split}: {path}")
-            return 0
-        from toyopt.llm.config import from_sources
-
-        if args.command != "train" and not hasattr(args, "output_dir"):
-            args.output_dir = f"runs/llm-{args.command}"
-        if args.command == "sweep":
-            args.rule = "mix"  # validated per run below; any valid name passes here
-        cfg = from_sources(args)
-        if args.command == "train":
-            from toyopt.llm.train import run
-
-            print(f"run directory: {run(cfg)}")
-        elif args.command == "sweep":
-            from toyopt.llm.sweep import format_table, parse_list, sweep
-
-            lams, rules = parse_list(args.lams, float), parse_list(args.rules)
-            print(format_table(sweep(cfg, lams, rules, paired=args.paired_switch)))
-        else:
-            from toyopt.llm.optima import estimate
-
-            out = Path(cfg.output_dir)
-            result = estimate(cfg, out)
-            print(
-                f"{out / 'optima.json'}: f*_sft = {result['sft']:.4f}, f*_dpo = {result['dpo']:.4f}"
-            )
-        return 0
+        return command(args)
     except (DataError, ModelError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # e.g. an output directory that is a file, a full disk
-        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except Diverged as err:  # the last good checkpoint is kept
         from toyopt.llm.checkpoint import checkpoints
@@ -88,6 +73,49 @@ def main(argv: list[str] | None = None) -> int:
         kept = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was saved"
         print(f"error: {err}; {kept}", file=sys.stderr)
         return 3
+    except Interrupted as err:
+        print(str(err), file=sys.stderr)
+        return 128 + err.signum
+    except KeyboardInterrupt as err:  # before or between training runs
+        print("interrupted; continue with --resume", file=sys.stderr)
+        return 128 + getattr(err, "signum", signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def command(args: argparse.Namespace) -> int:
+    if args.command == "make-data":
+        from toyopt.llm.synthetic import make_data
+
+        for split, path in make_data(args.out, args.seed).items():
+            print(f"{split}: {path}")
+        return 0
+    from toyopt.llm.config import from_sources
+
+    if args.command != "train" and not hasattr(args, "output_dir"):
+        args.output_dir = f"runs/llm-{args.command}"
+    if args.command == "sweep":
+        from toyopt.llm.sweep import parse_lams, parse_rules
+
+        lams, rules = parse_lams(args.lams), parse_rules(args.rules)  # before any training
+        args.rule = "mix"  # validated per run below; any valid name passes here
+    cfg = from_sources(args)
+    if args.command == "train":
+        from toyopt.llm.train import run
+
+        print(f"run directory: {run(cfg)}")
+    elif args.command == "sweep":
+        from toyopt.llm.sweep import format_table, sweep
+
+        print(format_table(sweep(cfg, lams, rules, paired=args.paired_switch)))
+    else:
+        from toyopt.llm.optima import estimate
+
+        out = Path(cfg.output_dir)
+        result = estimate(cfg, out)
+        print(f"{out / 'optima.json'}: f*_sft = {result['sft']:.4f}, f*_dpo = {result['dpo']:.4f}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""The language-model backend of :func:`toyopt.loop.train`.
+"""The language-model backend of :func:`toyopt.loop.train`: the shares of each step's batches.
 
-It is a :class:`toyopt.torch_backend.TorchBackend` whose two closures read the batches of the
-current step: the SFT and preference batches of step t are a pure function of (seed, t) (a
-counter-based permutation per epoch, streams ``STREAM_BATCH``), whatever the rule chose before.
-So every rule sees the same data at the same step, ``values()`` evaluates both objectives on the
-very batches the following ``step()`` trains on, and a resumed run draws the same batches.
+The SFT and preference batches of step t are a pure function of (seed, t) (a counter-based
+permutation per epoch, streams ``STREAM_BATCH``), whatever the rule chose before. So every rule
+sees the same data at the same step, ``values()`` evaluates both objectives on the very batches
+the following ``step()`` trains on, and a resumed run draws the same batches.
 
-MAXRIGHT's refresh costs one extra forward pass, not two: ``values()`` computes the objective
-stepped on last *with* its graph (the rule usually chooses it again) and the other one without
-gradients; when the rule does choose the first, ``step()`` reuses that forward pass.
+``batch_size`` counts the rows of one optimizer step over all processes (the *global* batch).
+Process r of W takes the r-th contiguous W-th of step t's global batch and splits it into the
+engine's ``grad_accum`` micro-batches of ``batch_size / (W · grad_accum)`` rows (a whole number).
+Each micro-batch contributes its *share* of the global-batch loss: SFT (a token mean)
+Σ_tokens nll / N with N the response-token count of the whole global batch (every process knows
+the global rows, so N needs no communication); DPO (a pair mean) Σ_pairs ℓ / B. The shares of all
+processes sum to the single-process loss (see :class:`toyopt.torch_backend.TorchBackend` for the
+step). With one process and no accumulation there is one share: the batch loss itself.
 """
 
 from __future__ import annotations
@@ -19,10 +23,9 @@ import numpy as np
 import torch
 
 from toyopt.llm.encode import collate
-from toyopt.llm.losses import dpo_loss, sequence_logps, sft_loss
+from toyopt.llm.losses import dpo_losses, sequence_logps, token_nll
 from toyopt.rng import STREAM_BATCH, uniform
-from toyopt.rules import OBJECTIVES, Weights
-from toyopt.torch_backend import TorchBackend, row_weights
+from toyopt.torch_backend import LossFn, TorchBackend
 
 Rows = list[tuple[list[int], list[int]]]
 
@@ -39,14 +42,30 @@ def batch_indices(seed: int, step: int, n: int, size: int, stream: int) -> np.nd
     return out
 
 
-def pair_rows(rows: Rows, pairs: np.ndarray) -> Rows:
+def pair_rows(rows: Rows, pairs) -> Rows:
     """Chosen and rejected rows (2i, 2i+1) of the given preference pairs, interleaved."""
     return [rows[2 * int(i) + j] for i in pairs for j in (0, 1)]
 
 
+def my_part(items, rank: int, world: int):
+    """The ``rank``-th of ``world`` contiguous, nearly equal parts of ``items``."""
+    bounds = np.linspace(0, len(items), world + 1).round().astype(int)
+    return items[bounds[rank] : bounds[rank + 1]]
+
+
+def target_tokens(rows: Rows) -> int:
+    """Response tokens the SFT loss averages over (label positions 1… of each collated row)."""
+    return sum(len(r) - (len(p) == 0) for p, r in rows)
+
+
+def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 class LMBackend(TorchBackend):
-    """SFT and DPO losses of ``model`` on the step's batches; ``ref_logps`` (pairs, 2) are the
-    precomputed reference log-probs, or ``ref_fn(batch) -> (2·pairs,)`` computes them per batch."""
+    """SFT and DPO shares of ``model`` on the step's batches; ``ref_logps`` (pairs, 2) are the
+    precomputed reference log-probs, or ``ref_fn(batch) -> (2·pairs,)`` computes them per batch.
+    ``engine`` (default: one process) says which part of each global batch is this process's."""
 
     def __init__(
         self,
@@ -62,58 +81,48 @@ class LMBackend(TorchBackend):
         ref_logps: torch.Tensor | None = None,
         ref_fn: Callable[[dict], torch.Tensor] | None = None,
         max_grad_norm: float | None = None,
+        engine=None,
     ):
         if (ref_logps is None) == (ref_fn is None):
             raise ValueError("give exactly one of ref_logps and ref_fn")
-        super().__init__({}, optimizer, max_grad_norm)
+        super().__init__({}, optimizer, max_grad_norm, engine)
         self.model, self.sft_rows, self.pref_rows = model, sft_rows, pref_rows
         self.seed, self.batch_size, self.beta, self.pad_id = seed, batch_size, beta, pad_id
         self.ref_logps, self.ref_fn = ref_logps, ref_fn
-        self.next_step = 0  # the step whose batches values() and step() use
-        self.last = "sft"  # objective stepped on last: values() keeps its graph
-        self._kept: tuple[int, str, torch.Tensor] | None = None
+        self.device = next(model.parameters()).device
+        parts = self.engine.num_processes * self.engine.grad_accum
+        if batch_size % parts:
+            raise ValueError(
+                f"batch_size {batch_size} must be a multiple of processes x grad_accum"
+                f" = {self.engine.num_processes} x {self.engine.grad_accum}"
+            )
 
-    def sft_batch(self, step: int) -> dict[str, torch.Tensor]:
-        idx = batch_indices(
-            self.seed, step, len(self.sft_rows), self.batch_size, STREAM_BATCH["sft"]
-        )
-        return collate([self.sft_rows[i] for i in idx], self.pad_id)
+    def micro(self, idx: np.ndarray) -> list[np.ndarray]:
+        """This process's slice of the global batch ``idx``, cut into its micro-batches."""
+        e = self.engine
+        return np.split(my_part(idx, e.process_index, e.num_processes), e.grad_accum)
 
-    def dpo_parts(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        n_pairs = len(self.pref_rows) // 2
-        pairs = batch_indices(self.seed, step, n_pairs, self.batch_size, STREAM_BATCH["dpo"])
-        batch = collate(pair_rows(self.pref_rows, pairs), self.pad_id)
-        if self.ref_logps is not None:
-            return batch, self.ref_logps[torch.as_tensor(pairs)]
-        with torch.no_grad():
-            return batch, self.ref_fn(batch).view(-1, 2)
-
-    def compute(self, name: str, step: int) -> torch.Tensor:
+    def shares(self, name: str, step: int) -> list[LossFn]:
         if name == "sft":
-            return sft_loss(self.model, self.sft_batch(step))
-        batch, ref = self.dpo_parts(step)
-        return dpo_loss(sequence_logps(self.model, batch).view(-1, 2), ref, self.beta)
+            n, stream = len(self.sft_rows), STREAM_BATCH["sft"]
+            idx = batch_indices(self.seed, step, n, self.batch_size, stream)
+            total = max(target_tokens([self.sft_rows[i] for i in idx]), 1)
+            return [lambda p=part: self.sft_share(p, total) for part in self.micro(idx)]
+        n, stream = len(self.pref_rows) // 2, STREAM_BATCH["dpo"]
+        pairs = batch_indices(self.seed, step, n, self.batch_size, stream)
+        return [lambda p=part: self.dpo_share(p) for part in self.micro(pairs)]
 
-    def loss(self, name: str, step: int | None, grad: bool) -> torch.Tensor:
-        step = self.next_step if step is None else step
-        if grad and self._kept is not None and self._kept[:2] == (step, name):
-            kept, self._kept = self._kept[2], None
-            return kept
-        with torch.set_grad_enabled(grad):
-            return self.compute(name, step)
+    def sft_share(self, rows: np.ndarray, total: int) -> torch.Tensor:
+        batch = collate([self.sft_rows[i] for i in rows], self.pad_id)
+        nll, _ = token_nll(self.model, to_device(batch, self.device))
+        return nll.sum() / total
 
-    def values(self) -> dict[str, np.ndarray]:
-        """Both objectives on the batches of the next step; the last-stepped one keeps its graph."""
-        kept = self.loss(self.last, None, grad=True)
-        self._kept = (self.next_step, self.last, kept)
-        other = "dpo" if self.last == "sft" else "sft"
-        values = {self.last: float(kept.detach()), other: float(self.loss(other, None, False))}
-        return {k: np.array([values[k]]) for k in OBJECTIVES}
-
-    def step(self, weights: Weights, lr: float, step: int) -> dict[str, np.ndarray]:
-        self.next_step = step
-        losses = super().step(weights, lr, step)
-        w = row_weights(weights)
-        self.last = "dpo" if w["dpo"] > w["sft"] else "sft"
-        self.next_step, self._kept = step + 1, None
-        return losses
+    def dpo_share(self, pairs: np.ndarray) -> torch.Tensor:
+        batch = to_device(collate(pair_rows(self.pref_rows, pairs), self.pad_id), self.device)
+        if self.ref_logps is not None:
+            ref = self.ref_logps[torch.as_tensor(pairs)].to(self.device)
+        else:
+            with torch.no_grad():
+                ref = self.ref_fn(batch).view(-1, 2)
+        policy = sequence_logps(self.model, batch).view(-1, 2)
+        return dpo_losses(policy, ref, self.beta).sum() / self.batch_size

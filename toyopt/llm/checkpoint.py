@@ -1,112 +1,215 @@
-"""Checkpoints written atomically, and the metrics log that resumes without duplicates.
+"""Checkpoints that verify, and the metrics log that resumes without duplicates.
 
-A checkpoint is a directory ``checkpoints/step-NNNNNN`` holding the trainable parameters, the
-optimizer state and ``state.json`` (step, rule state, metrics-log length, elapsed time). It is
-written under a temporary name and renamed into place, so a crash mid-write never replaces a good
-checkpoint; the newest complete directory is the one to resume from. On resume the metrics log is
-cut back to its length at that checkpoint, so no row is written twice.
+One protocol for every engine. A checkpoint ``checkpoints/step-NNNNNN`` holds what the engine
+saves (:meth:`save_state`: the trainable parameters and the optimizer state, or Accelerate's
+state), ``state.json`` (step, rule state, elapsed time, …) and ``manifest.json``: the sha256 of
+every other file, the step, and the fingerprint of what the run depends on (the resolved config,
+the data files' sha256 and row counts, the reference log-probs file, and the length and sha256
+of the metrics log the checkpoint counts). It is written under ``.tmp-step-NNNNNN`` by every
+process, synced, and renamed into place by the main process after all have written, so a crash
+mid-write never replaces a good checkpoint. Checkpoints are ordered by their step number.
+
+On resume the newest checkpoint that verifies is used; one that does not is reported in a line
+naming the file, renamed ``rejected-step-NNNNNN`` (kept, never deleted) and the previous one tried.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
-import torch
-
 PREFIX = "step-"
+MANIFEST = "manifest.json"
 
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters the optimizer updates (all weights, or only the LoRA adapters)."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+class CorruptFile(ValueError):
+    """A file of the run directory that is not what was written (the message names it)."""
 
 
-def save_checkpoint(
-    run: Path, step: int, model: torch.nn.Module, optimizer, state: dict, keep: int = 2
-) -> Path:
-    """Write checkpoint ``step`` atomically and keep only the newest ``keep`` ones."""
-    root = run / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{step:06d}"
-    tmp = root / f".tmp-{PREFIX}{step:06d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save(trainable_state(model), tmp / "trainable.pt")
-    _pause_for_tests()
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step}))
-    for name in ("trainable.pt", "optimizer.pt", "state.json"):  # on disk before the rename
-        with open(tmp / name, "rb") as f:
-            os.fsync(f.fileno())
-    if final.exists():  # re-saving the same step (a resumed run): replace it whole
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in checkpoints(run)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    for torn in root.glob(f".tmp-{PREFIX}*-*"):  # left by killed processes (other pids)
-        shutil.rmtree(torn, ignore_errors=True)
-    return final
-
-
-def _pause_for_tests() -> None:
-    """``TOYOPT_CHECKPOINT_PAUSE=S`` sleeps S seconds mid-write (one file written, two not), so
-    the crash tests can kill a process while a checkpoint is half written."""
-    pause = os.environ.get("TOYOPT_CHECKPOINT_PAUSE")
-    if pause:
-        time.sleep(float(pause))
+def step_of(path: Path) -> int | None:
+    """The step of a checkpoint directory's name ``step-NNNNNN``, else None."""
+    digits = path.name[len(PREFIX) :]
+    return int(digits) if path.name.startswith(PREFIX) and digits.isdigit() else None
 
 
 def checkpoints(run: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (temporary directories are ignored)."""
+    """Complete checkpoints, by step number (temporary and rejected directories are ignored)."""
     root = run / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.name.startswith(PREFIX) and p.is_dir())
+    found = [p for p in root.iterdir() if p.is_dir() and step_of(p) is not None]
+    return sorted(found, key=step_of)
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer) -> dict:
-    """Restore parameters and optimizer from ``path``; returns its state.json."""
-    params = torch.load(path / "trainable.pt", weights_only=True)
-    missing = model.load_state_dict(params, strict=False)
-    if missing.unexpected_keys:
-        raise ValueError(f"{path}: parameters {missing.unexpected_keys[:3]} do not fit this model")
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    return json.loads((path / "state.json").read_text())
+def sha256_file(path: Path, limit: int | None = None) -> str:
+    """sha256 of a file (of its first ``limit`` bytes), read in 1 MiB blocks."""
+    digest, left = hashlib.sha256(), limit
+    with open(path, "rb") as f:
+        while left is None or left > 0:
+            block = f.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                break
+            digest.update(block)
+            left = None if left is None else left - len(block)
+    return digest.hexdigest()
+
+
+def fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON through a temporary file and a rename, synced: never half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    fsync(tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(engine, run: Path, step: int, model, optimizer, state: dict,
+                    fingerprint: dict, keep: int = 2) -> Path:  # fmt: skip
+    """Write checkpoint ``step`` (every process its part), then keep the newest ``keep``."""
+    root = run / "checkpoints"
+    tmp, final = root / f".tmp-{PREFIX}{step:06d}", root / f"{PREFIX}{step:06d}"
+    if engine.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        for torn in root.glob(".tmp-*"):  # one writer holds the run: these are killed writes
+            shutil.rmtree(torn, ignore_errors=True)
+        tmp.mkdir()
+    engine.wait()
+    engine.save_state(model, optimizer, tmp)
+    if engine.is_main:
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step}))
+    for f in (f for f in tmp.rglob("*") if f.is_file()):  # each process syncs what it sees
+        fsync(f)
+    engine.wait()  # every process's files are on disk before the manifest and the rename
+    if engine.is_main:
+        files = sorted(f for f in tmp.rglob("*") if f.is_file())
+        hashes = {str(f.relative_to(tmp)): sha256_file(f) for f in files}
+        write_json(tmp / MANIFEST, {"step": step, "files": hashes, **fingerprint})
+        if final.exists():  # the same step written again after a fall-back: replace it whole
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync(root)
+        for old in checkpoints(run)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    engine.wait()
+    return final
+
+
+def manifest_of(path: Path) -> dict:
+    """The manifest of checkpoint ``path`` after checking every file it lists (CorruptFile if
+    one is missing or differs, naming it)."""
+    manifest = path / MANIFEST
+    try:
+        data = json.loads(manifest.read_text())
+        files, step = dict(data["files"]), data["step"]
+    except FileNotFoundError:
+        raise CorruptFile(f"{manifest}: missing") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise CorruptFile(f"{manifest}: unreadable") from None
+    if step != step_of(path):
+        raise CorruptFile(f"{manifest}: records step {step}, not the directory's {step_of(path)}")
+    for name, digest in files.items():
+        f = path / name
+        if not f.is_file():
+            raise CorruptFile(f"{f}: missing")
+        if sha256_file(f) != digest:
+            raise CorruptFile(f"{f}: its sha256 differs from the checkpoint's manifest")
+    return data
+
+
+def latest_verified(run: Path, log=print) -> tuple[Path, dict] | None:
+    """The newest checkpoint whose files verify, with its manifest; each one that does not is
+    reported, renamed ``rejected-…`` and skipped. None if there are none; a ValueError if there
+    were checkpoints but none verifies (never resume from a damaged state)."""
+    found, first_problem = checkpoints(run), None
+    for path in reversed(found):
+        try:
+            return path, manifest_of(path)
+        except CorruptFile as err:
+            first_problem = first_problem or str(err)
+            aside = path.with_name(f"rejected-{path.name}")
+            shutil.rmtree(aside, ignore_errors=True)  # an earlier rejection of the same step
+            os.replace(path, aside)
+            log(f"warning: {err}; kept it as {aside.name} and trying the previous checkpoint")
+    if found:
+        raise ValueError(
+            f"{first_problem}; no checkpoint of {run} verifies: nothing to resume from"
+            " (start again with --overwrite)"
+        )
+    return None
+
+
+def verify_metrics(path: Path, kept: dict) -> None:
+    """The metrics log still starts with the rows a checkpoint counted (``kept``: their length
+    in bytes and sha256), else a CorruptFile naming it; nothing is changed."""
+    size = path.stat().st_size if path.is_file() else 0
+    if size < kept["bytes"]:  # truncate would pad with zero bytes: rows are gone, say so
+        raise CorruptFile(
+            f"{path}: {size} bytes, but the checkpoint counted {kept['bytes']}: rows were lost;"
+            " resume from a copy or start again with --overwrite"
+        )
+    if sha256_file(path, kept["bytes"]) != kept["sha256"]:
+        raise CorruptFile(
+            f"{path}: its first {kept['bytes']} bytes differ from what the checkpoint recorded"
+            " (rows were changed); resume from a copy or start again with --overwrite"
+        )
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one JSON object per line, flushed as written."""
+    """``metrics.jsonl``: one JSON object per line, flushed as written; a running sha256 of the
+    file lets a checkpoint record which rows it counts."""
 
-    def __init__(self, path: Path, keep_bytes: int | None = None):
-        self.path = path
-        if keep_bytes is None:
+    def __init__(self, path: Path, kept: dict | None = None):
+        """``kept``: the checkpoint's {"bytes", "sha256"} of the log (resume), else a new log."""
+        self.path, self.digest = path, hashlib.sha256()
+        if kept is None:
             path.write_text("")
         else:  # resume: drop rows written after the checkpoint (and any half-written line)
-            size = path.stat().st_size
-            if size < keep_bytes:  # truncate would pad with zero bytes: rows are gone, say so
-                raise ValueError(
-                    f"{path}: {size} bytes, but the checkpoint counted {keep_bytes}: rows were"
-                    " lost; resume from a copy or start again with --overwrite"
-                )
-            with open(path, "r+b") as f:
-                f.truncate(keep_bytes)
+            verify_metrics(path, kept)
+            os.truncate(path, kept["bytes"])
+            with open(path, "rb") as f:
+                self.digest.update(f.read())
         self._file = open(path, "a", encoding="utf-8")
 
     def write(self, row: dict) -> None:
-        self._file.write(json.dumps(row) + "\n")
+        line = json.dumps(row) + "\n"
+        self._file.write(line)
         self._file.flush()
+        self.digest.update(line.encode("utf-8"))
 
     def sync(self) -> None:
         """Force the rows written so far to disk (a kill loses nothing flushed; a power cut
         could lose what the OS had not written yet)."""
         os.fsync(self._file.fileno())
 
-    def size(self) -> int:
-        return self._file.tell()
+    def kept(self) -> dict:
+        """What a checkpoint records of the log: its length and sha256 so far."""
+        return {"bytes": self._file.tell(), "sha256": self.digest.hexdigest()}
 
     def close(self) -> None:
         self._file.close()
+
+
+class NullLog:
+    """The metrics log of a process that does not write one."""
+
+    def write(self, row: dict) -> None:
+        pass
+
+    def sync(self) -> None:
+        pass
+
+    def kept(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass

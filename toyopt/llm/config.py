@@ -57,7 +57,7 @@ class TrainConfig:
     grad_accum: int = opt(
         1,
         "micro-batches per optimizer step on each process: the global batch batch_size is split"
-        " over processes x grad_accum (see toyopt.llm.distributed)",
+        " over processes x grad_accum (see toyopt.llm.backend)",
     )
     precision: str = opt(
         "auto",

@@ -41,7 +41,13 @@ def sft_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return nll.sum() / mask.sum().clamp(min=1)
 
 
-def dpo_loss(policy: torch.Tensor, ref: torch.Tensor, beta: float) -> torch.Tensor:
-    """Sigmoid DPO loss from (pairs, 2) summed log-probs, column 0 chosen and 1 rejected."""
+def dpo_losses(policy: torch.Tensor, ref: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-pair sigmoid DPO losses (pairs,) from (pairs, 2) summed log-probs, column 0 chosen
+    and 1 rejected: −log σ(β [(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))])."""
     margins = beta * ((policy[:, 0] - ref[:, 0]) - (policy[:, 1] - ref[:, 1]))
-    return -F.logsigmoid(margins).mean()
+    return -F.logsigmoid(margins)
+
+
+def dpo_loss(policy: torch.Tensor, ref: torch.Tensor, beta: float) -> torch.Tensor:
+    """The DPO loss of a batch: the mean of :func:`dpo_losses`."""
+    return dpo_losses(policy, ref, beta).mean()

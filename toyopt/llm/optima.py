@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from toyopt.llm.checkpoint import write_json
 from toyopt.llm.config import TrainConfig
+from toyopt.llm.rundir import claim
 from toyopt.llm.train import run
 
 SINGLE = {"sft": "sequential-sft-dpo", "dpo": "sequential-dpo-sft"}
@@ -23,6 +25,7 @@ SINGLE = {"sft": "sequential-sft-dpo", "dpo": "sequential-dpo-sft"}
 
 def estimate(cfg: TrainConfig, out: Path, log=print) -> dict:
     """Run both single-objective trainings and write ``out/optima.json``; returns its content."""
+    owned = claim(str(out), "optima", resume=cfg.resume, overwrite=cfg.overwrite)
     result: dict = {}
     for k, rule in SINGLE.items():
         single = dataclasses.replace(
@@ -39,6 +42,6 @@ def estimate(cfg: TrainConfig, out: Path, log=print) -> dict:
         "model": cfg.model,
         "runs": [f"optima-{k}" for k in SINGLE],
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "optima.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "optima.json", result)
+    owned.release()
     return result

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toyopt.llm.checkpoint import sha256_file
 from toyopt.llm.data import DataError, load_data
 from toyopt.llm.encode import encode_pref, encode_sft
 from toyopt.llm.synthetic import make_data
@@ -29,6 +30,7 @@ class Prepared:
     pref_train: Rows
     pref_eval: Rows
     notes: list[str] = field(default_factory=list)
+    fingerprint: dict = field(default_factory=dict)  # per split: source, sha256, rows
 
 
 def sources(cfg, run: Path) -> dict[str, str]:
@@ -71,6 +73,14 @@ def load(source: str, kind: str, cfg):
     return loaded
 
 
+def fingerprint(source: str, examples: list) -> dict:
+    """What a resumed run must find unchanged: the file's sha256 (None for hub data or a
+    held-out split) and the number of rows used."""
+    path = Path(source)
+    return {"source": source, "sha256": sha256_file(path) if path.is_file() else None,
+            "rows": len(examples)}  # fmt: skip
+
+
 def prepare(cfg, tokenizer, run: Path) -> Prepared:
     """Load, validate, split and tokenize the four data sets named by ``cfg``."""
     src = sources(cfg, run)
@@ -92,6 +102,8 @@ def prepare(cfg, tokenizer, run: Path) -> Prepared:
                 notes.append(
                     f"{name}: skipped {part.skipped} bad rows (first: {part.skip_messages[0]})"
                 )
+    held = {f"{k}_eval": f"held out of {k}_train" for k in ("sft", "pref")}
+    prints = {name: fingerprint(src[name] or held[name], exs) for name, exs in examples.items()}
     encoded = {}
     for name, exs in examples.items():
         encode = encode_sft if name.startswith("sft") else encode_pref
@@ -103,4 +115,4 @@ def prepare(cfg, tokenizer, run: Path) -> Prepared:
         encoded[name] = enc.rows
     if cfg.max_rows:
         notes.append(f"max_rows: each data file cut to its first {cfg.max_rows} rows")
-    return Prepared(**encoded, notes=notes)
+    return Prepared(**encoded, notes=notes, fingerprint=prints)

@@ -10,23 +10,30 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from toyopt.llm.backend import my_part, pair_rows, to_device
 from toyopt.llm.encode import collate
-from toyopt.llm.losses import dpo_loss, sequence_logps, token_nll
+from toyopt.llm.losses import dpo_losses, sequence_logps, token_nll
+from toyopt.torch_backend import SingleProcess
 
 Rows = list[tuple[list[int], list[int]]]
 
 
-def chunks(rows: Rows, size: int) -> Iterator[Rows]:
+def chunks(rows, size: int) -> Iterator:
     for i in range(0, len(rows), size):
         yield rows[i : i + size]
 
 
+def device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def pair_logps(
-    logp_fn: Callable[[dict], torch.Tensor], rows: Rows, pad_id: int, batch_size: int
+    logp_fn: Callable[[dict], torch.Tensor], rows: Rows, pad_id: int, batch_size: int, device
 ) -> torch.Tensor:
-    """(pairs, 2) summed response log-probs of interleaved chosen/rejected rows."""
-    parts = [logp_fn(collate(c, pad_id)) for c in chunks(rows, 2 * batch_size)]
+    """(pairs, 2) summed response log-probs of interleaved chosen/rejected rows (on the CPU)."""
+    parts = [logp_fn(to_device(collate(c, pad_id), device)).cpu()
+             for c in chunks(rows, 2 * batch_size)]  # fmt: skip
     return torch.cat(parts).view(-1, 2)
 
 
@@ -44,16 +51,31 @@ def reference_fn(model, use_adapters_off: bool) -> Callable[[dict], torch.Tensor
 
 
 @torch.no_grad()
-def evaluate(
-    model, sft_rows: Rows, pref_rows: Rows, ref: torch.Tensor, beta: float, pad_id: int, size: int
-) -> dict[str, float]:
-    """Held-out objectives ``eval_sft`` and ``eval_dpo`` (see the module docstring)."""
+def evaluate(model, sft_rows: Rows, pref_rows: Rows, ref: torch.Tensor, beta: float, pad_id: int,
+             size: int, engine=None) -> dict[str, float]:  # fmt: skip
+    """Held-out objectives ``eval_sft`` and ``eval_dpo`` (see the module docstring).
+
+    Each chunk of ``size`` rows (or pairs) is split over the engine's processes; every process
+    runs one forward per chunk (as FSDP and DDP require; an empty part reruns the chunk's first
+    row and discards it), and the sums are reduced, so the numbers are the single-process ones."""
+    engine = engine or SingleProcess()
+    rank, world, device = engine.process_index, engine.num_processes, device_of(model)
     was_training = model.training
     model.eval()
-    nll_sum, tokens = 0.0, 0
+    sums = torch.zeros(4, dtype=torch.float64)  # nll, tokens, dpo loss sum, pairs
     for c in chunks(sft_rows, size):
-        nll, mask = token_nll(model, collate(c, pad_id))
-        nll_sum, tokens = nll_sum + float(nll.sum()), tokens + int(mask.sum())
-    policy = pair_logps(lambda b: sequence_logps(model, b), pref_rows, pad_id, size)
+        part = my_part(c, rank, world)
+        nll, mask = token_nll(model, to_device(collate(part or c[:1], pad_id), device))
+        if part:
+            sums[0] += float(nll.sum())
+            sums[1] += int(mask.sum())
+    for c in chunks(list(range(len(pref_rows) // 2)), size):
+        part = my_part(c, rank, world)
+        batch = collate(pair_rows(pref_rows, part or c[:1]), pad_id)
+        policy = sequence_logps(model, to_device(batch, device)).view(-1, 2)
+        if part:
+            sums[2] += float(dpo_losses(policy, ref[torch.as_tensor(part)].to(device), beta).sum())
+            sums[3] += len(part)
     model.train(was_training)
-    return {"eval_sft": nll_sum / max(tokens, 1), "eval_dpo": float(dpo_loss(policy, ref, beta))}
+    nll, tokens, dpo, n = engine.reduce_sum(sums).tolist()
+    return {"eval_sft": nll / max(tokens, 1), "eval_dpo": dpo / max(n, 1)}

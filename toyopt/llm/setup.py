@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from toyopt.llm.checkpoint import CorruptFile
 from toyopt.llm.models import add_lora, load_model
 from toyopt.llm.scoring import pair_logps, reference_fn
 from toyopt.rules import Rule, make_rule
@@ -36,12 +37,13 @@ class Reference:
     fn: object | None = None
 
 
-def reference(cfg, model, tok, data, run: Path) -> Reference:
+def reference(cfg, model, tok, data, run: Path, device) -> Reference:
     """π_ref's log-probs: the starting model (with LoRA: adapters off) or ``cfg.ref_model``.
 
     Precomputed once per data set and stored in ``ref_logps.pt`` (so a resumed run, whose model
     has moved, uses the same reference); with ``precompute_ref`` off the training pairs are
-    scored per batch instead, by a frozen model (the adapters-off base model under LoRA)."""
+    scored per batch instead, by a frozen model (the adapters-off base model under LoRA) on
+    ``device``."""
     path = run / "ref_logps.pt"
     if cfg.ref_model:
         ref_model, ref_tok = load_model(cfg.ref_model)
@@ -49,7 +51,7 @@ def reference(cfg, model, tok, data, run: Path) -> Reference:
             raise ValueError(
                 f"ref_model {cfg.ref_model!r} has another vocabulary than {cfg.model!r}"
             )
-        fn = reference_fn(ref_model.eval(), use_adapters_off=False)
+        fn = reference_fn(ref_model.eval().to(device), use_adapters_off=False)
     elif cfg.lora:
         fn = reference_fn(model, use_adapters_off=True)
     elif not path.is_file():
@@ -57,18 +59,34 @@ def reference(cfg, model, tok, data, run: Path) -> Reference:
     else:
         fn = None
     if path.is_file():
-        saved = torch.load(path, weights_only=True)
+        saved = read_reference(path)
     else:
-        score = lambda rows: pair_logps(fn, rows, tok.pad_token_id, cfg.eval_batch_size)  # noqa: E731
-        saved = {"train": score(data.pref_train), "eval": score(data.pref_eval)}
-        torch.save(saved, path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
+        pad, size = tok.pad_token_id, cfg.eval_batch_size
+        saved = {k: pair_logps(fn, getattr(data, f"pref_{k}"), pad, size, device)
+                 for k in ("train", "eval")}  # fmt: skip
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(saved, tmp)
+        os.replace(tmp, path)
     if cfg.precompute_ref:
         return Reference(saved["train"], saved["eval"])
     if not (cfg.ref_model or cfg.lora):  # keep a frozen copy of the starting model
-        frozen = load_model(cfg.model)[0].eval()
+        frozen = load_model(cfg.model)[0].eval().to(device)
         fn = reference_fn(frozen, use_adapters_off=False)
     return Reference(None, saved["eval"], fn)
+
+
+def read_reference(path: Path) -> dict[str, torch.Tensor]:
+    """``ref_logps.pt`` as written, or a one-line error naming it."""
+    try:
+        saved = torch.load(path, weights_only=True)
+        if not all(isinstance(saved.get(k), torch.Tensor) for k in ("train", "eval")):
+            raise ValueError("not a dict of train and eval tensors")
+    except Exception as err:  # torch raises several kinds for a damaged zip
+        raise CorruptFile(
+            f"{path}: unreadable ({str(err).splitlines()[0][:80]}); delete it to score the"
+            " reference again"
+        ) from None
+    return saved
 
 
 def read_optima(spec: str) -> dict[str, float] | None:

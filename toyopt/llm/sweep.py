@@ -14,17 +14,44 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 from pathlib import Path
 
+from toyopt.llm.checkpoint import write_json
 from toyopt.llm.config import TrainConfig
 from toyopt.llm.optima import estimate
+from toyopt.llm.rundir import claim
 from toyopt.llm.train import run
 from toyopt.rules import RULE_NAMES
 
 
-def parse_list(text: str, kind=str) -> list:
-    return [kind(x.strip()) for x in text.split(",") if x.strip()]
+def parse_lams(text: str) -> list[float]:
+    """``--lams``: a comma list of distinct λ values in [0, 1] (checked before any training)."""
+    items = [x.strip() for x in text.split(",")]
+    if not text.strip() or not all(items):
+        raise ValueError(f"--lams {text!r}: give a comma list of values in [0, 1], e.g. 0.25,0.5")
+    try:
+        lams = [float(x) for x in items]
+    except ValueError as err:
+        raise ValueError(f"--lams {text!r}: {err}") from None
+    for lam in lams:
+        if not 0.0 <= lam <= 1.0:  # also refuses nan
+            raise ValueError(f"--lams {text!r}: {lam} is outside [0, 1]")
+    if len(set(lams)) < len(lams):
+        raise ValueError(f"--lams {text!r}: a value is repeated")
+    return lams
+
+
+def parse_rules(text: str) -> list[str]:
+    """``--rules``: a comma list of distinct rule names."""
+    rules = [x.strip() for x in text.split(",")]
+    if not text.strip() or not all(rules):
+        raise ValueError(f"--rules {text!r}: give a comma list of {', '.join(RULE_NAMES)}")
+    for r in rules:
+        if r not in RULE_NAMES:
+            raise ValueError(f"unknown rule {r!r}; choose from {', '.join(RULE_NAMES)}")
+    if len(set(rules)) < len(rules):
+        raise ValueError(f"--rules {text!r}: a rule is repeated")
+    return rules
 
 
 def paired_switch(rule: str, lam: float, steps: int) -> int | None:
@@ -43,10 +70,8 @@ def sweep(
 
     With ``paired`` the sequential run at λ spends round(λ·steps) steps on DPO (the paper's
     pairing of λ with a split, e.g. λ = 0.25 ↔ T_dpo:T_sft = 1:3), else ``cfg.switch``."""
-    for r in rules:
-        if r not in RULE_NAMES:
-            raise ValueError(f"unknown rule {r!r}; choose from {', '.join(RULE_NAMES)}")
-    out = Path(cfg.output_dir)
+    owned = claim(cfg.output_dir, "sweep", resume=cfg.resume, overwrite=cfg.overwrite)
+    out = owned.path
     optima_path = cfg.optima
     optima = None
     if not optima_path:  # the single-objective runs also give the gaps in the table
@@ -54,7 +79,7 @@ def sweep(
             dataclasses.replace(cfg, output_dir=str(out / "optima")), out / "optima", log=log
         )
         optima_path = str(out / "optima.json")
-        shutil.copyfile(out / "optima" / "optima.json", optima_path)
+        write_json(out / "optima.json", optima)
     elif optima_path and optima_path != "zero":
         optima = json.loads(Path(optima_path).read_text())
     table = []
@@ -70,7 +95,8 @@ def sweep(
             )
             summary = json.loads((run(run_cfg, log=log) / "summary.json").read_text())
             table.append(row(rule, lam, summary, optima))
-    (out / "sweep.json").write_text(json.dumps(table, indent=2) + "\n")
+    write_json(out / "sweep.json", table)
+    owned.release()
     return table
 
 

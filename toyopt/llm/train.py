@@ -1,36 +1,44 @@
 """The trainer: :func:`toyopt.loop.train` with a rule from :func:`toyopt.rules.make_rule` and the
-language-model backend. There is no method-specific code here: the rule alone decides.
+language-model backend, driven by an engine (:mod:`toyopt.llm.engine`: one process, or several
+through Accelerate). There is no method-specific code here: the rule alone decides.
 
-Run directory (``output_dir``): ``config.json``/``config.yaml`` (resolved config),
-``metrics.jsonl``, ``ref_logps.pt``, ``checkpoints/step-NNNNNN``, ``final/`` (the trained model
-or adapters), ``summary.json``, and ``optima.json`` when MAXRIGHT was given optima. metrics rows:
+Run directory (``output_dir``, owned as :mod:`toyopt.llm.rundir` says): ``toyopt-run.json``,
+``config.json``/``config.yaml`` (resolved config), ``metrics.jsonl``, ``ref_logps.pt``,
+``checkpoints/step-NNNNNN`` (:mod:`toyopt.llm.checkpoint`), ``final/`` (the trained model or
+adapters), ``summary.json``, and ``optima.json`` when MAXRIGHT was given optima. Only the main
+process writes it. metrics rows:
 
 - per optimizer step t (0-based): ``step`` = t, ``objective`` ("sft", "dpo" or "mix"), the losses
   it computed (``loss_sft`` and/or ``loss_dpo``, at the parameters after t steps, on step t's
   batches), ``lr``, ``wall_time`` (seconds since training started), ``step_seconds``, and
   ``value_sft``/``value_dpo`` when the rule asked for both values (MAXRIGHT);
 - per evaluation after s steps (s = 0, eval_every, …, steps): ``step`` = s, ``eval_sft``,
-  ``eval_dpo`` on the held-out sets, ``wall_time``, and ``peak_rss_bytes`` (the process's peak
-  resident memory, from getrusage) or ``peak_cuda_allocated_bytes`` on a GPU.
+  ``eval_dpo`` on the held-out sets, ``wall_time``, ``processes``, and ``peak_rss_bytes`` (the
+  main process's peak resident memory, from getrusage) or ``peak_cuda_allocated_bytes`` on a GPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
-import resource
+import os
 import shutil
-import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from toyopt.llm import checkpoint as ckpt
 from toyopt.llm.backend import LMBackend
-from toyopt.llm.checkpoint import MetricsLog, checkpoints, load_checkpoint, save_checkpoint
+from toyopt.llm.checkpoint import CorruptFile, MetricsLog, NullLog, write_json
 from toyopt.llm.config import TrainConfig, save
+from toyopt.llm.engine import make_engine, peak_memory
 from toyopt.llm.prepare import prepare
+from toyopt.llm.rundir import claim
 from toyopt.llm.scoring import evaluate
 from toyopt.llm.setup import build_model, build_optimizer, build_rule, read_optima, reference
 from toyopt.loop import train
@@ -41,26 +49,20 @@ IGNORED_ON_RESUME = ("resume", "overwrite", "progress", "threads", "output_dir")
 
 
 class Diverged(RuntimeError):
-    """A non-finite training loss (the last good checkpoint is kept)."""
+    """A non-finite training loss or parameter (the last good checkpoint is kept)."""
 
 
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (getrusage)."""
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during training (the message says where to continue from)."""
 
-
-def peak_memory() -> dict[str, int]:
-    """The peak memory a run reached, named for what it measures."""
-    if torch.cuda.is_available():
-        return {"peak_cuda_allocated_bytes": int(torch.cuda.max_memory_allocated())}
-    return {"peak_rss_bytes": peak_rss_bytes()}
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
 
 
 def step_row(t: int, weights, losses, values) -> dict:
     """The metrics row of optimizer step t; raises Diverged on a non-finite loss."""
-    on = [k for k in OBJECTIVES if float(np.asarray(weights[k])[0]) > 0]
-    row: dict = {"step": t, "objective": on[0] if len(on) == 1 else "mix"}
+    row: dict = {"step": t, "objective": objective_label(weights)}
     for k, v in losses.items():
         row[f"loss_{k}"] = float(np.asarray(v)[0])
         if not math.isfinite(row[f"loss_{k}"]):
@@ -70,94 +72,142 @@ def step_row(t: int, weights, losses, values) -> dict:
     return row
 
 
-def start_run_dir(cfg: TrainConfig) -> Path:
-    """Create (or check, on resume) the run directory and write the resolved config."""
-    run = Path(cfg.output_dir)
+def objective_label(weights) -> str:
+    """ "sft" or "dpo" for a step on one objective, "mix" for a step on both."""
+    on = [k for k in OBJECTIVES if float(np.asarray(weights[k])[0]) > 0]
+    return on[0] if len(on) == 1 else "mix"
+
+
+def resume_view(cfg: TrainConfig) -> dict:
+    """The config fields a resumed run must keep (how to run it may change, not what it is)."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_ON_RESUME}
+
+
+def changed_fields(old: dict, new: dict) -> list[str]:
+    default = TrainConfig().to_dict()  # a field added since the run started has its default
+    return [k for k in new if k in default and old.get(k, default[k]) != new[k]]
+
+
+def start_run_dir(cfg: TrainConfig):
+    """Claim the run directory (or check it, on resume) and write the resolved config."""
+    owned = claim(cfg.output_dir, "run", resume=cfg.resume, overwrite=cfg.overwrite)
+    run = owned.path
     saved = run / "config.json"
     if saved.is_file() and cfg.resume:
         try:
-            old, new = json.loads(saved.read_text()), cfg.to_dict()
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{saved}: unreadable ({err.msg}); cannot check --resume") from None
-        default = TrainConfig().to_dict()  # a field added since the run started has its default
-        diff = [k for k in new if k not in IGNORED_ON_RESUME and old.get(k, default[k]) != new[k]]
+            old = json.loads(saved.read_text())
+        except (ValueError, UnicodeDecodeError):
+            owned.release()
+            raise CorruptFile(f"{saved}: unreadable; cannot check --resume") from None
+        diff = changed_fields(old, resume_view(cfg))
         if diff:
+            owned.release()
             raise ValueError(f"{saved}: --resume with a different config ({', '.join(diff)})")
-    elif saved.is_file() and not cfg.overwrite:
-        raise ValueError(
-            f"{run} already holds a run: pass --resume or --overwrite, or another --output-dir"
-        )
-    elif saved.is_file():
-        for name in ("checkpoints", "final", "ref_logps.pt", "metrics.jsonl", "summary.json"):
-            p = run / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    run.mkdir(parents=True, exist_ok=True)
     save(cfg, run)
     optima = read_optima(cfg.optima) if cfg.rule == "maxright" else None
     if optima is not None:
-        (run / "optima.json").write_text(json.dumps(optima) + "\n")
-    return run
+        write_json(run / "optima.json", optima)
+    return owned
 
 
 class Run:
-    """One training run: its pieces, its metrics log and its checkpoints."""
+    """One training run on one engine: its pieces, its metrics log and its checkpoints."""
 
-    def __init__(self, cfg: TrainConfig, log=print):
+    def __init__(self, cfg: TrainConfig, log=print, engine=None):
         cfg.validate()
-        self.cfg, self.log = cfg, log
+        self.engine = engine = engine or make_engine(cfg)
+        main = engine.is_main
+        self.cfg = cfg if main else dataclasses.replace(cfg, progress=False)
+        self.log = log if main else (lambda s: None)
         self.rule = build_rule(cfg)
-        self.dir = start_run_dir(cfg)
+        self.owned = None
+        self.dir = Path(engine.from_main(lambda: str(self._claim())))
         self.model, self.tok = build_model(cfg)
-        self.data = prepare(cfg, self.tok, self.dir)
+        self.model = engine.place(self.model)
+        self.data = self._prepare()
         for note in self.data.notes:
-            log(note)
-        self.ref = reference(cfg, self.model, self.tok, self.data, self.dir)
-        self.optimizer = build_optimizer(cfg, self.model)
+            self.log(note)
+        self.ref = engine.main_then_all(
+            lambda: reference(cfg, self.model, self.tok, self.data, self.dir, engine.device)
+        )
+        self.model, self.optimizer = engine.prepare(self.model, build_optimizer(cfg, self.model))
         self.backend = LMBackend(
             self.model, self.optimizer, self.data.sft_train, self.data.pref_train, seed=cfg.seed,
             batch_size=cfg.batch_size, beta=cfg.beta, pad_id=self.tok.pad_token_id,
             ref_logps=self.ref.train, ref_fn=self.ref.fn, max_grad_norm=cfg.max_grad_norm or None,
+            engine=engine,
         )  # fmt: skip
         self.schedule = Schedule(cfg.schedule, cfg.lr)
-        self.state, self.start, elapsed, kept_bytes = (
-            self.rule.init(np.array([cfg.seed])),
-            0,
-            0.0,
-            None,
-        )
-        found = checkpoints(self.dir) if cfg.resume else []
-        if found:
-            saved = load_checkpoint(found[-1], self.model, self.optimizer)
-            self.state, self.start = state_from_json(saved["rule_state"]), saved["step"]
-            elapsed, kept_bytes, self.backend.last = (
-                saved["wall_time"],
-                saved["metrics_bytes"],
-                saved["last"],
-            )
-            self.backend.next_step = self.start  # values() reads the batches of this step
-            log(f"resuming from {found[-1]} (step {self.start})")
-        self.metrics = MetricsLog(self.dir / "metrics.jsonl", kept_bytes)
+        self.state, self.start, self.choices = self.rule.init(np.array([cfg.seed])), 0, []
+        self.fingerprint = engine.from_main(self._fingerprint)
+        found = engine.from_main(self._resume_point) if cfg.resume else None
+        elapsed, kept = 0.0, None
+        if found is not None:
+            elapsed, kept = self._restore(Path(found))
+        self.metrics = MetricsLog(self.dir / "metrics.jsonl", kept) if main else NullLog()
         self.clock = time.perf_counter() - elapsed  # wall_time continues across resumes
         self.last_end = time.perf_counter()
 
+    def _claim(self) -> Path:
+        self.owned = start_run_dir(self.cfg)
+        return self.owned.path
+
+    def _prepare(self):
+        if self.engine.is_main:
+            return prepare(self.cfg, self.tok, self.dir)
+        with tempfile.TemporaryDirectory() as tmp:  # the same rows, no writes to the run dir
+            return prepare(self.cfg, self.tok, Path(tmp))
+
+    def _fingerprint(self) -> dict:
+        """What a checkpoint's manifest records of the run's inputs (checked on resume)."""
+        return {"config": resume_view(self.cfg), "data": self.data.fingerprint,
+                "ref_logps": ckpt.sha256_file(self.dir / "ref_logps.pt")}  # fmt: skip
+
+    def _resume_point(self) -> str | None:
+        """The newest checkpoint that verifies and whose inputs are this run's (main process)."""
+        found = ckpt.latest_verified(self.dir, self.log)
+        if found is None:
+            return None
+        path, manifest = found
+        diff = changed_fields(manifest["config"], self.fingerprint["config"])
+        if diff:
+            raise ValueError(f"{path}: --resume with a different config ({', '.join(diff)})")
+        old, new = manifest["data"], self.fingerprint["data"]
+        moved = [k for k in new if {**old.get(k, {}), "source": 0} != {**new[k], "source": 0}]
+        if moved:
+            what = "; ".join(f"{k}: {old.get(k, {}).get('rows')} rows, now {new[k]['rows']}"
+                             for k in moved)  # fmt: skip
+            raise ValueError(f"{path}: --resume with changed data ({what}; or changed content)")
+        if manifest["ref_logps"] != self.fingerprint["ref_logps"]:
+            raise CorruptFile(
+                f"{self.dir / 'ref_logps.pt'}: its sha256 differs from checkpoint {path.name}'s;"
+                " delete it to score the reference again"
+            )
+        ckpt.verify_metrics(self.dir / "metrics.jsonl", manifest["metrics"])
+        self.log(f"resuming from {path} (step {manifest['step']})")
+        return str(path)
+
+    def _restore(self, path: Path) -> tuple[float, dict | None]:
+        """Load checkpoint ``path`` on every process; (elapsed seconds, metrics-log record)."""
+        self.engine.load_state(self.model, self.optimizer, path)
+        saved = json.loads((path / "state.json").read_text())
+        self.state, self.start = state_from_json(saved["rule_state"]), saved["step"]
+        self.backend.last, self.choices = saved["last"], saved["choices"]
+        self.backend.next_step = self.start  # values() reads the batches of this step
+        return saved["wall_time"], saved["metrics"]
+
     def evaluation(self, s: int) -> None:
         d, c = self.data, self.cfg
-        scores = evaluate(
-            self.model,
-            d.sft_eval,
-            d.pref_eval,
-            self.ref.eval,
-            c.beta,
-            self.tok.pad_token_id,
-            c.eval_batch_size,
-        )
-        self.metrics.write(
-            {"step": s, **scores, "wall_time": time.perf_counter() - self.clock, **peak_memory()}
-        )
+        scores = evaluate(self.model, d.sft_eval, d.pref_eval, self.ref.eval, c.beta,
+                          self.tok.pad_token_id, c.eval_batch_size, self.engine)  # fmt: skip
+        row = {"step": s, **scores, "wall_time": time.perf_counter() - self.clock}
+        self.metrics.write({**row, **peak_memory(), "processes": self.engine.num_processes})
 
     def on_step(self, t: int, weights, losses, values) -> None:
         now = time.perf_counter()
         row = step_row(t, weights, losses, values)
+        self.choices.append(row["objective"])
+        self.done = t + 1
         row.update(
             lr=self.schedule(t), wall_time=now - self.clock, step_seconds=now - self.last_end
         )
@@ -169,17 +219,25 @@ class Run:
         self.last_end = time.perf_counter()  # step_seconds excludes evaluation
 
     def checkpoint(self, step: int) -> None:
-        extra = {"rule_state": state_to_json(self.state), "metrics_bytes": self.metrics.size(),
-                 "wall_time": time.perf_counter() - self.clock, "last": self.backend.last}  # fmt: skip
-        # a finite loss at step t-1 does not make the update of step t-1 finite (lr = 1e30 overflows
-        # the parameters first): never save such parameters over the last good checkpoint
-        if not all(torch.isfinite(p).all() for p in self.model.parameters() if p.requires_grad):
+        """Save step ``step`` after checking that every process made the same choices and that
+        the parameters are finite (all processes stop together otherwise)."""
+        e = self.engine
+        if not e.same_everywhere(hashlib.sha256(",".join(self.choices).encode()).hexdigest()):
+            raise RuntimeError(f"processes disagree on the rule's choices by step {step}")
+        # a finite loss at step t-1 does not make the update of step t-1 finite (lr = 1e30
+        # overflows the parameters first): never save such parameters over the last good one
+        bad = not all(torch.isfinite(p).all() for p in e.local_parameters(self.model))
+        if e.any_process(bad):
             raise Diverged(
                 f"step {step - 1}: the parameters are no longer finite after the"
                 f" {self.backend.last} update (or an earlier one since the last checkpoint); stopped"
             )
         self.metrics.sync()  # the rows the checkpoint counts are on disk before it is
-        save_checkpoint(self.dir, step, self.model, self.optimizer, extra)
+        state = {"rule_state": state_to_json(self.state), "last": self.backend.last,
+                 "wall_time": time.perf_counter() - self.clock, "choices": self.choices,
+                 "metrics": self.metrics.kept()}  # fmt: skip
+        fingerprint = {**(self.fingerprint or {}), "metrics": self.metrics.kept()}
+        ckpt.save_checkpoint(e, self.dir, step, self.model, self.optimizer, state, fingerprint)
         self.last_end = time.perf_counter()  # step_seconds excludes checkpointing
 
     def train(self) -> Path:
@@ -187,6 +245,7 @@ class Run:
         from tqdm.auto import tqdm
 
         cfg, every = self.cfg, self.cfg.save_every or self.cfg.steps
+        self.done = self.start
         if self.start == 0:
             self.evaluation(0)
         stops = [*range(self.start - self.start % every + every, cfg.steps, every), cfg.steps]
@@ -195,17 +254,16 @@ class Run:
         )
         try:
             for stop in (s for s in stops if s > self.start):  # a finished run saves nothing
-                self.state, _ = train(
-                    self.backend,
-                    self.rule,
-                    self.state,
-                    stop,
-                    self.schedule,
-                    start=self.start,
-                    on_step=self.on_step,
-                )
+                self.state, _ = train(self.backend, self.rule, self.state, stop, self.schedule,
+                                      start=self.start, on_step=self.on_step)  # fmt: skip
                 self.start = stop
                 self.checkpoint(stop)
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (see toyopt.llm.__main__)
+            saved = f"the checkpoint at step {self.start}" if self.start else "the start"
+            raise Interrupted(
+                getattr(err, "signum", 2),
+                f"interrupted at step {self.done}; continue with --resume (from {saved})",
+            ) from None
         finally:
             self.bar.close()
             self.metrics.close()
@@ -213,32 +271,37 @@ class Run:
         return self.dir
 
     def finish(self) -> None:
-        finish(self.dir, self.model, self.tok, self.cfg)
+        """Save the trained model (or adapters) and the summary, each renamed into place."""
+        final = self.engine.final_model(self.model)  # a collective under FSDP / ZeRO-3
+        if self.engine.is_main:
+            tmp = self.dir / ".tmp-final"
+            shutil.rmtree(tmp, ignore_errors=True)
+            final.save_pretrained(tmp)
+            self.tok.save_pretrained(tmp)
+            shutil.rmtree(self.dir / "final", ignore_errors=True)
+            os.replace(tmp, self.dir / "final")
+            write_json(self.dir / "summary.json", summary(self.dir, self.cfg, self.engine.info()))
+        self.engine.wait()
+        self.engine.end()
+        if self.owned is not None:
+            self.owned.release()
+
+
+def summary(run_dir: Path, cfg: TrainConfig, engine_info: dict) -> dict:
+    """The run's cost: seconds per step (training only, evaluations excluded), gradient and
+    function evaluations per step, the final held-out values and the peak memory."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "objective" in r]
+    out = {"rule": cfg.rule, "lam": cfg.lam, "steps": cfg.steps}
+    out["train_seconds_per_step"] = float(np.mean([r["step_seconds"] for r in steps]))
+    for k in OBJECTIVES:
+        out[f"grad_{k}_per_step"] = float(np.mean([f"loss_{k}" in r for r in steps]))
+        out[f"func_{k}_per_step"] = float(np.mean([f"value_{k}" in r for r in steps]))
+    out.update(final=[r for r in rows if "eval_sft" in r][-1], **peak_memory(), **engine_info)
+    return out
 
 
 def run(cfg: TrainConfig, log=print) -> Path:
     """Train as ``cfg`` says; returns the run directory. Under ``accelerate launch`` (several
-    processes, an engine), with grad_accum > 1 or with bf16 the Accelerate trainer runs."""
-    from toyopt.llm.distributed import wanted
-
-    if wanted(cfg):
-        from toyopt.llm.dist_run import DistributedRun
-
-        return DistributedRun(cfg, log).train()
+    processes, an engine), with grad_accum > 1 or with bf16 the Accelerate engine runs."""
     return Run(cfg, log).train()
-
-
-def finish(run_dir: Path, model, tok, cfg: TrainConfig) -> None:
-    """Save the trained model (or adapters) and a summary of the run's cost: seconds per step
-    (training only, evaluations excluded) and gradient / function evaluations per step."""
-    model.save_pretrained(run_dir / "final")
-    tok.save_pretrained(run_dir / "final")
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "objective" in r]
-    summary = {"rule": cfg.rule, "lam": cfg.lam, "steps": cfg.steps}
-    summary["train_seconds_per_step"] = float(np.mean([r["step_seconds"] for r in steps]))
-    for k in OBJECTIVES:
-        summary[f"grad_{k}_per_step"] = float(np.mean([f"loss_{k}" in r for r in steps]))
-        summary[f"func_{k}_per_step"] = float(np.mean([f"value_{k}" in r for r in steps]))
-    summary.update(final=[r for r in rows if "eval_sft" in r][-1], **peak_memory())
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

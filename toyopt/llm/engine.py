@@ -1,0 +1,299 @@
+"""Engines: the only place that knows about processes.
+
+The trainer (:class:`toyopt.llm.train.Run`) is written once; an engine gives it
+
+- the process layout (``process_index``, ``num_processes``, ``grad_accum``, ``is_main``, ``device``)
+  and the collectives it needs (``reduce_sum``, ``any_process``, ``same_everywhere``, ``wait``,
+  ``from_main``, ``main_then_all``), all of which are the identity on one process;
+- ``prepare`` (model and optimizer), ``accumulate``/``backward``/``clip_grad_norm_`` for a step;
+- what a checkpoint holds (``save_state``/``load_state``; the protocol around them, temporary
+  directory, manifest and rename, is :mod:`toyopt.llm.checkpoint`'s, the same for every engine);
+- the final state dict and the run's measured peak memory.
+
+:class:`LocalEngine` runs one process on the GPU if there is one, else the CPU.
+:class:`AccelerateEngine` runs under ``accelerate launch`` (DDP, FSDP2, DeepSpeed), with gradient
+accumulation or bf16 autocast; see :mod:`toyopt.llm.backend` for how a global batch is split.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from toyopt.torch_backend import SingleProcess
+
+T = TypeVar("T")
+ENGINE_FLAGS = ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (getrusage)."""
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def peak_memory() -> dict[str, int]:
+    """The peak memory a run reached, named for what it measures."""
+    if torch.cuda.is_available():
+        return {"peak_cuda_allocated_bytes": int(torch.cuda.max_memory_allocated())}
+    return {"peak_rss_bytes": peak_rss_bytes()}
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters the optimizer updates (all weights, or only the LoRA adapters)."""
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def wanted(cfg) -> bool:
+    """Whether ``cfg`` needs Accelerate: several processes, an engine, gradient accumulation or
+    mixed precision. Otherwise the local engine runs."""
+    env = os.environ
+    mixed = cfg.precision == "bf16" or (
+        cfg.precision == "auto" and env.get("ACCELERATE_MIXED_PRECISION", "no") not in ("no", "")
+    )
+    engine = any(env.get(k, "").lower() == "true" for k in ENGINE_FLAGS)
+    return int(env.get("WORLD_SIZE", "1")) > 1 or cfg.grad_accum > 1 or mixed or engine
+
+
+def make_engine(cfg):
+    return AccelerateEngine(cfg) if wanted(cfg) else LocalEngine()
+
+
+def _save(obj, path: Path) -> None:
+    """torch.save that reports a failed write (a full disk) as an OSError naming the file."""
+    try:
+        torch.save(obj, path)
+    except RuntimeError as err:  # torch's zip writer turns ENOSPC into a RuntimeError
+        raise OSError(28, f"could not write ({str(err).splitlines()[0]})", str(path)) from None
+
+
+def pause_for_tests() -> None:
+    """``TOYOPT_CHECKPOINT_PAUSE=S`` sleeps S seconds mid-write (one file written, the others
+    not), so the crash tests can kill a process while a checkpoint is half written."""
+    pause = os.environ.get("TOYOPT_CHECKPOINT_PAUSE")
+    if pause:
+        import time
+
+        time.sleep(float(pause))
+
+
+class LocalEngine(SingleProcess):
+    """One process; the model on the GPU if there is one. Collectives are the identity."""
+
+    is_main = True
+
+    def __init__(self, device: str | None = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def prepare(self, model, optimizer):
+        return model, optimizer
+
+    def place(self, model):
+        """Move the model to the engine's device before anything runs on it."""
+        return model.to(self.device)
+
+    def any_process(self, flag: bool) -> bool:
+        return flag
+
+    def same_everywhere(self, text: str) -> bool:
+        return True
+
+    def wait(self) -> None:
+        pass
+
+    def from_main(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the main process, its result on every process."""
+        return fn()
+
+    def main_then_all(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the main process first, then (if it succeeded) on the others."""
+        return fn()
+
+    def unwrap(self, model):
+        return model
+
+    def local_parameters(self, model) -> list[torch.Tensor]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def save_state(self, model, optimizer, folder: Path) -> None:
+        """``trainable.pt`` and ``optimizer.pt`` (what resuming needs besides state.json)."""
+        _save(trainable_state(model), folder / "trainable.pt")
+        pause_for_tests()
+        _save(optimizer.state_dict(), folder / "optimizer.pt")
+
+    def load_state(self, model, optimizer, folder: Path) -> None:
+        if not (folder / "optimizer.pt").is_file():
+            raise ValueError(
+                f"{folder} was written by the Accelerate engine: resume it with accelerate launch"
+            )
+        load_local_state(model, optimizer, folder)
+
+    def final_model(self, model):
+        return model
+
+    def info(self) -> dict:
+        """What the summary records about the engine (evaluation rows record the processes)."""
+        return {"processes": 1, "grad_accum": 1, "mixed_precision": "no"}
+
+    def end(self) -> None:
+        pass
+
+
+def load_local_state(model, optimizer, folder: Path) -> None:
+    """Restore ``trainable.pt`` and ``optimizer.pt`` (a checkpoint of the local engine)."""
+    params = torch.load(folder / "trainable.pt", weights_only=True)
+    missing = model.load_state_dict(params, strict=False)
+    if missing.unexpected_keys:
+        raise ValueError(
+            f"{folder}: parameters {missing.unexpected_keys[:3]} do not fit this model"
+        )
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+
+
+class _FinalModel:
+    """The unwrapped model with the gathered weights (a collective under FSDP / ZeRO-3)."""
+
+    def __init__(self, acc, model):
+        self.model, self.state = acc.unwrap_model(model), acc.get_state_dict(model)
+
+    def save_pretrained(self, path: Path) -> None:
+        self.model.save_pretrained(path, state_dict=self.state)
+
+
+class AccelerateEngine:
+    """W processes through Hugging Face Accelerate; every collective named in the module
+    docstring is one call of Accelerate's. Every process runs the same number of forward passes,
+    as engines that gather parameters (FSDP) or broadcast buffers (DDP) in forward require."""
+
+    keeps_graph = False  # no graph is held across engine calls (DDP's reducer expects pairs)
+
+    def __init__(self, cfg):
+        from accelerate import Accelerator
+
+        precision = {"auto": None, "fp32": "no", "bf16": "bf16"}[cfg.precision]
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        # `accelerate launch --multi_gpu` on a machine without accelerators starts torchrun
+        # processes that accelerate would leave unconnected unless told to use the CPU (gloo)
+        cpu = world > 1 and torch.accelerator.current_accelerator() is None
+        self.acc = Accelerator(
+            gradient_accumulation_steps=cfg.grad_accum, mixed_precision=precision, cpu=cpu
+        )
+        if self.acc.num_processes != world:
+            raise ValueError(
+                f"launched {world} processes but accelerate connected {self.acc.num_processes}"
+            )
+        self.cfg = cfg
+        self.process_index, self.num_processes = self.acc.process_index, self.acc.num_processes
+        self.grad_accum, self.is_main = cfg.grad_accum, self.acc.is_main_process
+        self.device = self.acc.device
+
+    def prepare(self, model, optimizer):
+        acc, cfg = self.acc, self.cfg
+        ds = getattr(acc.state, "deepspeed_plugin", None)
+        if ds is not None:  # DeepSpeed wants the micro-batch size, which it cannot read here
+            micro = cfg.batch_size // (acc.num_processes * cfg.grad_accum)
+            ds.deepspeed_config["train_micro_batch_size_per_gpu"] = max(micro, 1)
+        model, optimizer = acc.prepare(model, optimizer)
+        if acc.gradient_accumulation_steps != cfg.grad_accum:  # an accelerate/DeepSpeed config
+            raise ValueError(
+                f"the accelerate config sets gradient accumulation to"
+                f" {acc.gradient_accumulation_steps}; leave it unset (or auto) and pass"
+                f" --grad-accum (now {cfg.grad_accum})"
+            )
+        return model, optimizer
+
+    def place(self, model):
+        return model  # acc.prepare places (and shards) it
+
+    def accumulate(self, model):
+        return self.acc.accumulate(model)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.acc.backward(loss)
+
+    @property
+    def sync_gradients(self) -> bool:
+        return self.acc.sync_gradients
+
+    def clip_grad_norm_(self, parameters, max_norm: float) -> None:
+        self.acc.clip_grad_norm_(parameters, max_norm)
+
+    def reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
+        return self.acc.reduce(values.to(self.device), reduction="sum").cpu()
+
+    def any_process(self, flag: bool) -> bool:
+        return float(self.reduce_sum(torch.tensor([float(flag)]))[0]) > 0
+
+    def same_everywhere(self, text: str) -> bool:
+        from accelerate.utils import gather_object
+
+        return len(set(gather_object([text]))) == 1
+
+    def wait(self) -> None:
+        self.acc.wait_for_everyone()
+
+    def _on_main(self, fn: Callable[[], T], share: bool) -> T | None:
+        """``fn()`` on the main process; its ValueError is raised on every process (instead of
+        leaving the others at the next collective), and with ``share`` its result is sent."""
+        from accelerate.utils import broadcast_object_list
+
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = fn()
+            except ValueError as err:
+                error = str(err)
+        if self.num_processes > 1:
+            sent, error = broadcast_object_list([result if share else None, error])
+            result = result if self.is_main else sent
+        if error is not None:
+            raise ValueError(error)
+        return result
+
+    def from_main(self, fn: Callable[[], T]) -> T:
+        return self._on_main(fn, share=True)
+
+    def main_then_all(self, fn: Callable[[], T]) -> T:
+        result = self._on_main(fn, share=False)
+        return result if self.is_main else fn()
+
+    def unwrap(self, model):
+        return self.acc.unwrap_model(model)
+
+    def local_parameters(self, model) -> list[torch.Tensor]:
+        """This process's shards (FSDP2's DTensors hold theirs in ``_local_tensor``)."""
+        return [getattr(p, "_local_tensor", p) for p in model.parameters() if p.requires_grad]
+
+    def save_state(self, model, optimizer, folder: Path) -> None:
+        """``accelerator.save_state`` (every process writes its shard) and ``trainable.pt``
+        (the gathered trainable parameters, as the local engine writes them)."""
+        acc = self.acc
+        acc.save_state(str(folder))
+        full = acc.get_state_dict(model)  # gathered (FSDP/ZeRO-3) on every process
+        if self.is_main:
+            names = [n for n, p in self.unwrap(model).named_parameters() if p.requires_grad]
+            kept = {n: full[n].detach().cpu().clone() for n in names if n in full}
+            _save(kept, folder / "trainable.pt")
+
+    def load_state(self, model, optimizer, folder: Path) -> None:
+        """A checkpoint of this engine, or of the local engine (a run started in one process)."""
+        if (folder / "optimizer.pt").is_file():
+            load_local_state(self.unwrap(model), optimizer, folder)
+        else:
+            self.acc.load_state(str(folder))
+
+    def final_model(self, model):
+        return _FinalModel(self.acc, model)
+
+    def info(self) -> dict:
+        return {"processes": self.num_processes, "grad_accum": self.grad_accum,
+                "mixed_precision": str(self.acc.mixed_precision)}  # fmt: skip
+
+    def end(self) -> None:
+        self.acc.end_training()
