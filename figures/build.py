@@ -71,10 +71,17 @@ def llm(out: Path, runs_dir: Path | None, optima: Path | None = None) -> list[Bu
         note = "skipped: no --llm-runs DIR (a directory of toyopt.llm run directories)"
         return [Built("llm_objective_space", note=note), Built("llm_bars", note=note)]
     runs = llm_runs.read_runs(runs_dir)
+    unfinished = [f"{r.path.name} (step {int(r.evals[-1, 0])} of {r.steps})"
+                  for r in runs if not r.finished]  # fmt: skip
+    runs = [r for r in runs if r.finished]
+    if not runs:
+        raise llm_runs.RunFormatError(f"{runs_dir}: no finished runs ({', '.join(unfinished)})")
     found, path = llm_runs.find_optima(runs_dir, optima)
     space = llm_tables.llm_objective_space_data(runs, found, path)
     rows = llm_tables.llm_bar_table(runs, found)
-    note = "" if found else "no optima.json: raw held-out losses plotted"
+    notes = [] if found else ["no optima.json: raw held-out losses plotted"]
+    notes += [f"skipped unfinished runs: {', '.join(unfinished)}"] if unfinished else []
+    note = "; ".join(notes)
     return [
         Built("llm_objective_space", llm_objective_space.render(space, out), space, note),
         Built("llm_bars", llm_bars.render(rows, out), rows, note),

@@ -50,6 +50,11 @@ class LLMRun:
     peak_memory: float | None  # bytes, the largest value logged
 
     @property
+    def finished(self) -> bool:
+        """Evaluated at the end of its budget (a killed or running run is not)."""
+        return bool(self.evals[-1, 0] >= self.steps)
+
+    @property
     def split(self) -> tuple[int, int] | None:
         """(T_dpo, T_sft) of a sequential run, whichever stage came first (the figures label
         splits as T_dpo:T_sft), in sixths of the budget when exact, as the paper's splits, else

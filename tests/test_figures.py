@@ -191,6 +191,21 @@ def test_llm_figures_without_optima_plot_raw_losses(tmp_path):
     assert not math.isnan(table[0]["eval_dpo"])
 
 
+def test_an_unfinished_run_is_skipped_and_named(tmp_path):
+    runs = write_grid(tmp_path / "runs", steps=12)
+    metrics = runs / "mix-0.5-s0" / "metrics.jsonl"
+    metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:8]))  # killed
+    built = build.llm(tmp_path / "out", runs)
+    assert all(b.paths for b in built)
+    assert "skipped unfinished runs: mix-0.5-s0 (step 4 of 12)" in built[0].note
+    assert all(row["rule"] != "mix" or row["lam"] != 0.5 for row in built[1].data)
+    for run in runs.iterdir():
+        if run.is_dir():
+            (run / "metrics.jsonl").write_text(metrics.read_text())
+    with pytest.raises(RunFormatError, match="no finished runs"):
+        build.llm(tmp_path / "out", runs)
+
+
 def test_llm_figures_are_skipped_without_runs(tmp_path):
     built = build.llm(tmp_path, None)
     assert all(not b.paths and "skipped" in b.note for b in built)

@@ -39,6 +39,7 @@ class Case:
     expect: tuple[str, ...]
     files: tuple[tuple[str, str | bytes], ...] = ()
     status: int = 2
+    command: str = "train"  # of python -m toyopt.llm
 
     @property
     def key(self) -> str:
@@ -67,11 +68,15 @@ def toy(name, args, expect, files=(), status=2) -> Case:
     return Case(name, "toy", tuple(args), tuple(expect), tuple(files), status)
 
 
-def llm(name, args, expect, files=(), status=2, data=True) -> Case:
+def llm(name, args, expect, files=(), status=2, data=True, command="train") -> Case:
     given = dict(files)
     base = [] if not data else ["--sft-data", "{d}/sft.jsonl", "--pref-data", "{d}/pref.jsonl"]
     files = tuple({**dict(GOOD), **given}.items()) if data else tuple(given.items())
-    return Case(name, "llm", tuple(base + list(args)), tuple(expect), files, status)
+    return Case(name, "llm", tuple(base + list(args)), tuple(expect), files, status, command)
+
+
+def sweep(name, lams, expect) -> Case:
+    return llm(name, [*TRAIN, "--lams", lams], expect, command="sweep")
 
 
 RUN = ("run", "toy2d", "--rule", "alright", "--steps", "5")
@@ -143,7 +148,7 @@ LLM_CASES = [
     llm("non-finite number", TRAIN, [f"{S}:1:", "field 'completion' must be a string"],
         [("sft.jsonl", '{"prompt": "a", "completion": NaN}\n' + jsonl(SFT))]),
     llm("row not an object", TRAIN, [f"{S}:2:", "JSON object"], [("sft.jsonl", jsonl([SFT[0], "[1, 2]"]))]),
-    llm("non-UTF-8 bytes", TRAIN, [S, "not UTF-8"],
+    llm("non-UTF-8 bytes", TRAIN, [f"{S}:3:", "not UTF-8"],
         [("sft.jsonl", jsonl(SFT[:2]).encode() + b'{"prompt": "\xff", "completion": "b"}\n')]),
     llm("chosen equals rejected", TRAIN, [f"{P}:4:", "'chosen' and 'rejected' are identical"],
         [("pref.jsonl", jsonl([*PREF[:3], {"prompt": "a", "chosen": "b", "rejected": "b"}]))]),
@@ -181,11 +186,38 @@ LLM_CASES = [
         [("c.yaml", "- steps\n- 4\n")]),
     llm("YAML missing", [*TRAIN, "--config", "{d}/none.yaml"], ["none.yaml", "no such config file"]),
     llm("output dir is a file", [*TRAIN, "--output-dir", "{d}/sft.jsonl"], ["sft.jsonl"]),
+    llm("lone surrogate in a row", TRAIN, [f"{S}:2:", "invalid Unicode"],
+        [("sft.jsonl", jsonl([SFT[0], '{"prompt": "a\\ud800", "completion": "b"}', *SFT[1:]]))]),
+    llm("absurdly nested row", TRAIN, [f"{P}:2:", "nested too deeply"],
+        [("pref.jsonl", jsonl([PREF[0], "[" * 100_000 + "]" * 100_000, *PREF[1:]]))]),
+    llm("negative gradient clip", [*TRAIN, "--max-grad-norm", "-1"], ["max_grad_norm", ">= 0"]),
+    llm("negative threads", [*TRAIN, "--threads", "-2"], ["threads", ">= 0"]),
+    llm("seed beyond 64 bits", [*TRAIN, "--seed", str(2**64)], ["seed", "2**63"]),
+    llm("beta2 of 1", [*TRAIN, "--adam-beta2", "1"], ["adam_beta2", "[0, 1)"]),
+    llm("YAML key not a string", [*TRAIN, "--config", "{d}/c.yaml"], ["c.yaml", "field names", "1"],
+        [("c.yaml", "1: 2\n")]),
+    llm("YAML not text", [*TRAIN, "--config", "{d}/c.yaml"], ["c.yaml", "not UTF-8"],
+        [("c.yaml", b"\x89PNG\r\n\x1a\n\x00\xff")]),
+    llm("empty output dir", [*TRAIN, "--output-dir", ""], ["output directory is empty"]),
+    llm("output dir holds other files", [*TRAIN, "--output-dir", "{d}"],
+        ["{d} is not empty", "not a toyopt run directory", "nothing in it was changed"]),
+    llm("output dir already holds a run", TRAIN, ["{d}/run already holds a run", "--resume"],
+        [("run/toyopt-run.json", '{"kind": "run"}')]),
+    llm("output dir of another kind", TRAIN, ["{d}/run holds a toyopt sweep directory"],
+        [("run/toyopt-run.json", '{"kind": "sweep"}')]),
+    llm("damaged run marker", TRAIN, ["{d}/run/toyopt-run.json", "unreadable"],
+        [("run/toyopt-run.json", '{"kind": ')]),
+    sweep("sweep lams empty", "", ["--lams", "comma list"]),
+    sweep("sweep lams repeated", "0.5,0.25,0.5", ["--lams", "repeated"]),
+    sweep("sweep lam above 1", "0.5,1.5", ["--lams", "1.5", "outside [0, 1]"]),
+    sweep("sweep lam not a number", "0.5,half", ["--lams", "half"]),
+    sweep("sweep lams with a hole", "0.25,,0.5", ["--lams", "comma list"]),
 ]  # fmt: skip
 CASES = TOY_CASES + LLM_CASES
 
 
-SUBPROCESS_LLM = ("malformed JSONL", "steps not a number", "model path missing", "bad YAML")
+SUBPROCESS_LLM = ("malformed JSONL", "steps not a number", "model path missing", "bad YAML",
+                  "sweep lam above 1")  # fmt: skip
 
 
 @dataclass
@@ -199,13 +231,14 @@ def setup_case(case: Case, root: Path, suffix: str = "") -> tuple[Path, list[str
     d.mkdir(parents=True)
     for name, content in case.files:
         path = d / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
     return d, [a.replace("{d}", str(d)) for a in case.args]
 
 
 def run_subprocess(case: Case, root: Path, suffix: str = "") -> Outcome:
     d, args = setup_case(case, root, suffix)
-    module = ["-m", "toyopt"] if case.cli == "toy" else ["-m", "toyopt.llm", "train"]
+    module = ["-m", "toyopt"] if case.cli == "toy" else ["-m", "toyopt.llm", case.command]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, *module, *args], capture_output=True, text=True, env=env, timeout=300
@@ -220,7 +253,7 @@ def run_in_process(case: Case, root: Path) -> Outcome:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
-            status = main(["train", *args])
+            status = main([case.command, *args])
         except SystemExit as e:  # argparse's exit
             status = e.code
         except Exception:  # what a user would see as a traceback
@@ -278,3 +311,9 @@ def test_a_prompt_longer_than_max_length_is_cut_and_counted_not_an_error(tmp_pat
     assert main(["train", *args, "--steps", "1", "--eval-every", "1"]) == 0
     out = capsys.readouterr().out
     assert "sft_train: truncated 1 of" in out or "sft_eval: truncated 1 of" in out, out
+
+
+def test_bad_sweep_lams_are_refused_before_any_training(results, tmp_path_factory):
+    for case in (c for c in LLM_CASES if c.command == "sweep"):
+        d = tmp_path_factory.getbasetemp() / "bad-input0" / case.key
+        assert not (d / "run").exists(), case.name

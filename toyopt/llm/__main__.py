@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -63,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # e.g. an output directory that is a file, a full disk
-        where = f"{err.filename}: " if err.filename else ""
+        # a failed write() carries no file name: name the directory the run was writing to
+        name = err.filename or (getattr(args, "output_dir", None) if err.errno else None)
+        where = f"{name}: " if name else ""
         print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except Diverged as err:  # the last good checkpoint is kept
@@ -104,7 +107,9 @@ def command(args: argparse.Namespace) -> int:
     if args.command == "train":
         from toyopt.llm.train import run
 
-        print(f"run directory: {run(cfg)}")
+        done = run(cfg)
+        if os.environ.get("RANK", "0") == "0":  # one line, not one per process
+            print(f"run directory: {done}")
     elif args.command == "sweep":
         from toyopt.llm.sweep import format_table, sweep
 

@@ -107,8 +107,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
         if self.max_length < 2:
             raise ValueError(f"max_length must be at least 2 tokens, got {self.max_length}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not 0 <= self.seed < 2**63:  # seeds are int64 in the rule state
+            raise ValueError(f"seed must lie in [0, 2**63), got {self.seed}")
+        for name in ("max_grad_norm", "weight_decay", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.adam_beta2 < 1:
+            raise ValueError(f"adam_beta2 must lie in [0, 1), got {self.adam_beta2}")
         if self.max_rows < 0:
             raise ValueError(f"max_rows must be >= 0, got {self.max_rows}")
         if not 0 < self.eval_fraction < 1:
@@ -176,11 +181,16 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config must be a mapping of field: value")
+    for key in data:
+        if not isinstance(key, str):
+            raise ValueError(f"{path}: config keys must be field names, got {key!r}")
     data = {k.replace("-", "_"): v for k, v in data.items()}
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:

@@ -54,6 +54,10 @@ def _text(row: dict, key: str) -> str:
         raise TypeError(f"field {key!r} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise ValueError(f"field {key!r} is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON may escape a lone surrogate, which is no text at all
+        raise ValueError(f"field {key!r} holds invalid Unicode (a lone surrogate)") from None
     return value
 
 
@@ -104,6 +108,10 @@ def _row_error(path: Path, line_no: int, err: Exception) -> str:
         return f"{path}:{line_no}: missing field '{err.args[0]}'"
     if isinstance(err, json.JSONDecodeError):
         return f"{path}:{line_no}: invalid JSON ({err.msg} at column {err.colno})"
+    if isinstance(err, UnicodeDecodeError):
+        return f"{path}:{line_no}: not UTF-8 text ({err.reason} at byte {err.start} of the line)"
+    if isinstance(err, RecursionError):
+        return f"{path}:{line_no}: the row is nested too deeply to be a data row"
     return f"{path}:{line_no}: {err}"
 
 
@@ -114,19 +122,15 @@ def load_jsonl(path: str | Path, kind: str, skip_bad: bool = False) -> Loaded:
         raise DataError(f"{path}: no such data file")
     parse = PARSERS[kind]
     out = Loaded(examples=[])
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
+    for line_no, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(raw.decode("utf-8"))
             if not isinstance(row, dict):
                 raise TypeError(f"a row must be a JSON object, got {type(row).__name__}")
             out.examples.append(parse(row))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError) as err:
             message = _row_error(path, line_no, err)
             if not skip_bad:
                 raise DataError(message) from None

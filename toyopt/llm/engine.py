@@ -139,7 +139,7 @@ class LocalEngine(SingleProcess):
 
     def info(self) -> dict:
         """What the summary records about the engine (evaluation rows record the processes)."""
-        return {"processes": 1, "grad_accum": 1, "mixed_precision": "no"}
+        return {"engine": "local", "processes": 1, "grad_accum": 1, "mixed_precision": "no"}
 
     def end(self) -> None:
         pass
@@ -188,6 +188,14 @@ class AccelerateEngine:
             raise ValueError(
                 f"launched {world} processes but accelerate connected {self.acc.num_processes}"
             )
+        for flag, kind in zip(ENGINE_FLAGS, ("DEEPSPEED", "FSDP")):
+            asked = os.environ.get(flag, "").lower() == "true"
+            if asked and self.acc.distributed_type.value != kind:  # never train another way
+                raise ValueError(
+                    f"the accelerate config asks for {kind}, but accelerate runs it only on GPUs"
+                    f" (here it would run {self.acc.distributed_type.value}); on CPUs use"
+                    " toyopt/llm/accelerate_configs/ddp.yaml"
+                )
         self.cfg = cfg
         self.process_index, self.num_processes = self.acc.process_index, self.acc.num_processes
         self.grad_accum, self.is_main = cfg.grad_accum, self.acc.is_main_process
@@ -292,7 +300,8 @@ class AccelerateEngine:
         return _FinalModel(self.acc, model)
 
     def info(self) -> dict:
-        return {"processes": self.num_processes, "grad_accum": self.grad_accum,
+        return {"engine": f"accelerate ({self.acc.distributed_type.value})",
+                "processes": self.num_processes, "grad_accum": self.grad_accum,
                 "mixed_precision": str(self.acc.mixed_precision)}  # fmt: skip
 
     def end(self) -> None:

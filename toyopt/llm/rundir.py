@@ -25,7 +25,8 @@ LOCK = ".toyopt.lock"
 # runs of their own, with their own markers)
 ENTRIES = {
     "run": ("config.json", "config.yaml", "metrics.jsonl", "ref_logps.pt", "checkpoints",
-            "final", "summary.json", "optima.json", "data"),
+            "final", "summary.json", "optima.json", ".tmp-final", "data/sft_train.jsonl",
+            "data/sft_eval.jsonl", "data/pref_train.jsonl", "data/pref_eval.jsonl"),
     "optima": ("optima.json",),
     "sweep": ("optima.json", "sweep.json"),
 }  # fmt: skip
@@ -91,6 +92,15 @@ def _lock(path: Path) -> int:
     return fd
 
 
+def remove_entries(path: Path, kind: str) -> None:
+    """Delete what a directory of ``kind`` creates, and the folders that this leaves empty."""
+    for name in ENTRIES[kind]:
+        p = path / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        if p.parent != path and p.parent.is_dir() and not any(p.parent.iterdir()):
+            p.parent.rmdir()
+
+
 def claim(output_dir: str, kind: str, resume: bool = False, overwrite: bool = False) -> OwnedDir:
     """Claim ``output_dir`` for a directory of ``kind`` (see the module docstring).
 
@@ -105,9 +115,7 @@ def claim(output_dir: str, kind: str, resume: bool = False, overwrite: bool = Fa
     try:
         ours = _check_owner(path, kind)  # again, now that no one else can change it
         if ours and overwrite:
-            for name in ENTRIES[kind]:
-                p = path / name
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            remove_entries(path, kind)
         elif ours and not resume:
             raise ValueError(
                 f"{path} already holds a {kind}: pass --resume or --overwrite, or choose another"

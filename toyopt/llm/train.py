@@ -25,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,8 +89,20 @@ def changed_fields(old: dict, new: dict) -> list[str]:
     return [k for k in new if k in default and old.get(k, default[k]) != new[k]]
 
 
+def data_changes(old: dict, new: dict) -> list[str]:
+    """What differs between two data fingerprints (rows used, then file contents)."""
+    out = []
+    for name, now in new.items():
+        was = old.get(name, {})
+        if was.get("rows") != now["rows"]:
+            out.append(f"{name}: {was.get('rows')} rows, now {now['rows']}")
+        elif was.get("sha256") != now["sha256"]:
+            out.append(f"{name}: the file's content changed ({now['source']})")
+    return out
+
+
 def start_run_dir(cfg: TrainConfig):
-    """Claim the run directory (or check it, on resume) and write the resolved config."""
+    """Claim the run directory (and on resume check the config it was started with)."""
     owned = claim(cfg.output_dir, "run", resume=cfg.resume, overwrite=cfg.overwrite)
     run = owned.path
     saved = run / "config.json"
@@ -103,11 +116,15 @@ def start_run_dir(cfg: TrainConfig):
         if diff:
             owned.release()
             raise ValueError(f"{saved}: --resume with a different config ({', '.join(diff)})")
+    return owned
+
+
+def write_config(cfg: TrainConfig, run: Path) -> None:
+    """The resolved config (and MAXRIGHT's optima) of a run that starts from step 0."""
     save(cfg, run)
     optima = read_optima(cfg.optima) if cfg.rule == "maxright" else None
     if optima is not None:
         write_json(run / "optima.json", optima)
-    return owned
 
 
 class Run:
@@ -144,6 +161,8 @@ class Run:
         elapsed, kept = 0.0, None
         if found is not None:
             elapsed, kept = self._restore(Path(found))
+        elif main:
+            write_config(cfg, self.dir)
         self.metrics = MetricsLog(self.dir / "metrics.jsonl", kept) if main else NullLog()
         self.clock = time.perf_counter() - elapsed  # wall_time continues across resumes
         self.last_end = time.perf_counter()
@@ -165,19 +184,16 @@ class Run:
 
     def _resume_point(self) -> str | None:
         """The newest checkpoint that verifies and whose inputs are this run's (main process)."""
-        found = ckpt.latest_verified(self.dir, self.log)
+        found = ckpt.latest_verified(self.dir, lambda s: print(s, file=sys.stderr))
         if found is None:
             return None
         path, manifest = found
         diff = changed_fields(manifest["config"], self.fingerprint["config"])
         if diff:
             raise ValueError(f"{path}: --resume with a different config ({', '.join(diff)})")
-        old, new = manifest["data"], self.fingerprint["data"]
-        moved = [k for k in new if {**old.get(k, {}), "source": 0} != {**new[k], "source": 0}]
+        moved = data_changes(manifest["data"], self.fingerprint["data"])
         if moved:
-            what = "; ".join(f"{k}: {old.get(k, {}).get('rows')} rows, now {new[k]['rows']}"
-                             for k in moved)  # fmt: skip
-            raise ValueError(f"{path}: --resume with changed data ({what}; or changed content)")
+            raise ValueError(f"{path}: --resume with changed data ({'; '.join(moved)})")
         if manifest["ref_logps"] != self.fingerprint["ref_logps"]:
             raise CorruptFile(
                 f"{self.dir / 'ref_logps.pt'}: its sha256 differs from checkpoint {path.name}'s;"
