@@ -146,9 +146,10 @@ def wait_for(ready, proc: subprocess.Popen, seconds: float = 240) -> None:
 
 
 def test_a_second_writer_is_refused_at_once_and_the_first_run_is_intact(data, reference, tmp_path):
-    run = tmp_path / "run"
-    first = start(train_args(data, run), TOYOPT_CHECKPOINT_PAUSE="1")  # slow checkpoints
-    wait_for(lambda: step_rows(run) >= 2, first)
+    run, hold = tmp_path / "run", tmp_path / "hold"
+    hold.write_text("")  # the first run waits in its first checkpoint while this file exists
+    first = start(train_args(data, run), TOYOPT_CHECKPOINT_HOLD=str(hold))
+    wait_for(lambda: list((run / "checkpoints").glob(".tmp-step-*")), first)
     attempts = [[], ["--resume"], ["--overwrite"]]
     with ThreadPoolExecutor(3) as pool:
         seconds = time.monotonic()
@@ -158,27 +159,37 @@ def test_a_second_writer_is_refused_at_once_and_the_first_run_is_intact(data, re
     for proc in procs:
         assert proc.returncode == 2 and len(errors(proc)) == 1, proc.stderr
         assert f"{run} is in use by another toyopt process (pid {first.pid})" in errors(proc)[0]
+    hold.unlink()
     first.communicate(timeout=300)
     assert first.returncode == 0
     same_as(run, reference[0])  # no interleaved, duplicated or deleted rows
     print(f"three refusals in {seconds:.1f} s")
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    "signum, status, where",
+    [(signal.SIGINT, 130, "between steps"), (signal.SIGTERM, 143, "in a checkpoint write")],
+)
 def test_ctrl_c_and_sigterm_stop_in_one_line_and_resume_exactly(
-    data, reference, tmp_path, signum, status
+    data, reference, tmp_path, signum, status, where
 ):
-    run = tmp_path / "run"
-    proc = start(train_args(data, run))
-    wait_for(lambda: step_rows(run) >= 8, proc)
+    run, hold = tmp_path / "run", tmp_path / "hold"
+    if where == "between steps":
+        proc = start(train_args(data, run))
+        wait_for(lambda: step_rows(run) >= 8, proc)
+        expect = (
+            r"interrupted at step \d+; continue with --resume \(from the checkpoint at step \d+\)"
+        )
+    else:  # held in the first checkpoint (step 3), half written
+        hold.write_text("")
+        proc = start(train_args(data, run), TOYOPT_CHECKPOINT_HOLD=str(hold))
+        wait_for(lambda: list((run / "checkpoints").glob(".tmp-step-*")), proc)
+        expect = r"interrupted at step 3; continue with --resume \(from the start\)"
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     lines = [s for s in err.splitlines() if s.strip()]
     assert proc.returncode == status and "Traceback" not in err, err
-    assert re.fullmatch(
-        r"interrupted at step \d+; continue with --resume \(from the checkpoint at step \d+\)",
-        lines[-1],
-    ), err
+    assert re.fullmatch(expect, lines[-1]), err
     done = finish([*train_args(data, run), "--resume"])
     assert done.returncode == 0, done.stderr
     same_as(run, reference[0])

@@ -74,13 +74,19 @@ def _save(obj, path: Path) -> None:
 
 
 def pause_for_tests() -> None:
-    """``TOYOPT_CHECKPOINT_PAUSE=S`` sleeps S seconds mid-write (one file written, the others
-    not), so the crash tests can kill a process while a checkpoint is half written."""
-    pause = os.environ.get("TOYOPT_CHECKPOINT_PAUSE")
-    if pause:
-        import time
+    """Test hooks that hold a checkpoint write half done (one file written, the others not), so
+    a test can kill the process there or act meanwhile: ``TOYOPT_CHECKPOINT_PAUSE=S`` sleeps S
+    seconds, ``TOYOPT_CHECKPOINT_HOLD=FILE`` waits while FILE exists."""
+    import time
 
+    pause, hold = (
+        os.environ.get("TOYOPT_CHECKPOINT_PAUSE"),
+        os.environ.get("TOYOPT_CHECKPOINT_HOLD"),
+    )
+    if pause:
         time.sleep(float(pause))
+    while hold and os.path.exists(hold):
+        time.sleep(0.02)
 
 
 class LocalEngine(SingleProcess):

@@ -139,6 +139,15 @@ class Run:
         self.rule = build_rule(cfg)
         self.owned = None
         self.dir = Path(engine.from_main(lambda: str(self._claim())))
+        try:
+            self._build(cfg, engine)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, cfg: TrainConfig, engine) -> None:
+        """Everything but the run directory: model, data, reference, optimizer, resume point."""
+        main = engine.is_main
         self.model, self.tok = build_model(cfg)
         self.model = engine.place(self.model)
         self.data = self._prepare()
@@ -272,8 +281,8 @@ class Run:
             for stop in (s for s in stops if s > self.start):  # a finished run saves nothing
                 self.state, _ = train(self.backend, self.rule, self.state, stop, self.schedule,
                                       start=self.start, on_step=self.on_step)  # fmt: skip
-                self.start = stop
                 self.checkpoint(stop)
+                self.start = stop
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (see toyopt.llm.__main__)
             saved = f"the checkpoint at step {self.start}" if self.start else "the start"
             raise Interrupted(
@@ -283,8 +292,15 @@ class Run:
         finally:
             self.bar.close()
             self.metrics.close()
+            if sys.exc_info()[0] is not None:
+                self.close()
         self.finish()
         return self.dir
+
+    def close(self) -> None:
+        """Release the run directory (a later process, or this one, may then resume it)."""
+        if self.owned is not None:
+            self.owned.release()
 
     def finish(self) -> None:
         """Save the trained model (or adapters) and the summary, each renamed into place."""
@@ -299,8 +315,7 @@ class Run:
             write_json(self.dir / "summary.json", summary(self.dir, self.cfg, self.engine.info()))
         self.engine.wait()
         self.engine.end()
-        if self.owned is not None:
-            self.owned.release()
+        self.close()
 
 
 def summary(run_dir: Path, cfg: TrainConfig, engine_info: dict) -> dict:
