@@ -130,3 +130,11 @@ def test_mfu_out_of_memory_and_time_budget_rows(monkeypatch):
     assert got["mix"][1].startswith("out of GPU memory") and got["mix"][2:] == ["–"] * 9
     assert got["alright"][1] == "not started (time budget)"
 
+
+def test_benchmarks_md_keeps_the_gpu_section_that_no_cpu_module_writes():
+    from benchmarks import run_all
+
+    sections = run_all.read_sections(ROOT / "BENCHMARKS.md")
+    assert sections["gpu_check"].startswith("### GPU check")
+    marks = [x.splitlines()[0] for x in run_all.assemble({"gpu_check": "g\n", **sections})]
+    assert marks[-1] == "<!-- section: gpu_check -->" and len(marks) == len(set(marks))
