@@ -81,11 +81,17 @@ def main(argv=None) -> str:
         sections[name] = MODULES[name].main(args[name]).strip() + "\n"
         print(f"[{name}: {time.perf_counter() - t0:.0f} s]", file=sys.stderr)
     header = HEADER.format(machine=machine(), load=load_average())
-    body = [f"{MARK.format(k)}\n{sections[k]}" for k in MODULES if k in sections]
-    text = "\n".join([header, *body])
+    text = "\n".join([header, *assemble(sections)])
     if out:
         Path(out).write_text(text, encoding="utf-8")
     return text
+
+
+def assemble(sections: dict[str, str]) -> list[str]:
+    """The sections in MODULES' order, then the ones no module here writes, kept as they are
+    (gpu_check's needs a GPU: its table is pasted from a GPU machine's run)."""
+    order = [*MODULES, *(k for k in sections if k not in MODULES)]
+    return [f"{MARK.format(k)}\n{sections[k]}" for k in order if k in sections]
 
 
 def read_sections(path: Path) -> dict[str, str]:

@@ -38,18 +38,23 @@ VARIANTS = ["ours sft", "trl sft", "ours dpo (precomputed ref)", "ours dpo (ref 
 
 
 class Counter:
-    """Tokens of the policy's training forwards (grad enabled, training mode)."""
+    """Tokens of the policy's training forwards (grad enabled, training mode); ``passes`` lists
+    (grad enabled, tokens) for every forward in training mode, those without grad included."""
 
     def __init__(self, model):
         import torch
 
         self.tokens = 0
+        self.passes: list[tuple[bool, int]] = []
 
         def hook(module, args, kwargs):
-            if module.training and torch.is_grad_enabled():
+            if module.training:
                 mask = kwargs.get("attention_mask")
                 ids = kwargs.get("input_ids", args[0] if args else None)
-                self.tokens += int(mask.sum()) if mask is not None else int(ids.numel())
+                n = int(mask.sum()) if mask is not None else int(ids.numel())
+                grad = torch.is_grad_enabled()
+                self.passes.append((grad, n))
+                self.tokens += n if grad else 0
 
         model.register_forward_pre_hook(hook, with_kwargs=True)
 

@@ -1,18 +1,26 @@
 """The benchmark scripts run end to end in a tiny mode, so they cannot rot (no timing asserted:
 the numbers depend on the machine; the structure and the counted quantities do not)."""
 
+import os
 import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
 
-from benchmarks import rules_cost, scaling, toy, vs_trl
+from benchmarks import gpu_check, gpu_run, rules_cost, scaling, toy, vs_trl
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rows(text: str) -> list[list[str]]:
     """Body rows of the Markdown tables in ``text``."""
     out = []
     for line in text.splitlines():
-        if line.startswith("| ") and not re.match(r"\| (rule|variant|job|model) \|", line):
+        if line.startswith("| ") and not re.match(r"\| (rule|variant|job|model|step) \|", line):
             out.append([c.strip() for c in line.strip("|").split("|")])
     return out
 
@@ -42,3 +50,91 @@ def test_toy_and_scaling_tables():
     assert {r[0] for r in rows(text)} >= {"alright", "mix", "sequential-sft-dpo"}
     text = scaling.main(["--quick", "--repeats", "1", "--models", "tiny"])
     assert [(r[1], r[2]) for r in rows(text)] == [("2", "16"), ("4", "16"), ("2", "32")]
+
+
+def test_gpu_check_refuses_cleanly_without_cuda(tmp_path):
+    out = tmp_path / "gpu.md"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # no GPU, even on a machine that has one
+    cmd = [sys.executable, "-m", "benchmarks.gpu_check", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.startswith("gpu_check: needs a CUDA GPU") and done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr and done.stdout == "" and not out.exists()
+
+
+def test_gpu_check_cpu_smoke_trains_every_rule_and_writes_the_table(tmp_path):
+    out = tmp_path / "gpu.md"
+    text = gpu_check.main(["--cpu-smoke", "--out", str(out)])  # 2 rows x 32 tokens, 4 steps
+    assert (
+        out.read_text() == text and "Command: `python -m benchmarks.gpu_check --cpu-smoke" in text
+    )
+    table = [r for r in rows(text) if len(r) == 11]
+    assert [r[0] for r in table] == list(rules_cost.RULES)  # one row per rule, none failed
+    got = {r[0]: r for r in table}
+    assert got["sequential"][1] == "2/2/0" and got["mix"][1] == "0/0/4"
+    assert all(r[5] == "n/a" and float(r[2]) > 0 and float(r[6]) > 0 for r in table)
+    # forward-only passes: only MAXRIGHT's refreshes, every step (exact) or at step 0 of 4 (K=10)
+    fwd = {k: float(r[4]) for k, r in got.items()}
+    assert fwd["sequential"] == fwd["alright"] == fwd["mix"] == 0
+    assert fwd["maxright exact"] > 0 and fwd["maxright K=10"] == fwd["maxright exact"] / 4
+    # trained tokens per step: no padding (2 rows x 32 tokens; a pair is 2 rows)
+    per_type = {r[0]: r[3] for r in rows(text) if len(r) == 6}
+    assert per_type == {"sft": "64", "dpo": "128", "mix": "192"}
+
+
+def test_flops_per_token_of_the_gpu_model():
+    s = gpu_check.SIZES["gpu"]
+    # N = 24 x (2 x 1024^2 [q, o] + 2 x 1024^2 [k, v] + 3 x 1024 x 2816 [gate, up, down])
+    #     + 32000 x 1024 [output projection] = 24 x 12,845,056 + 32,768,000
+    assert gpu_check.matmul_params(s) == 341_049_344
+    # 6N + 12 x 24 x 1024 x 1024 = 2,046,296,064 + 301,989,888
+    assert gpu_check.flops_per_token(s, 1024) == 2_348_285_952
+    # 2N + 4 x 24 x 1024 x 1024 = 682,098,688 + 100,663,296
+    assert gpu_check.flops_per_token(s, 1024, train=False) == 782_761_984
+
+
+def test_matmul_params_are_the_linear_weights_of_the_model_built():
+    s = {**gpu_check.SIZES["smoke"], "kv_heads": 2}  # grouped-query attention: smaller k, v
+    tok = type("Tok", (), {"pad_token_id": 0, "eos_token_id": 1})()
+    model = gpu_run.llama(s, tok, 32)
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert gpu_check.matmul_params(s) == linear  # the tied output projection counted once
+
+
+@pytest.mark.parametrize(
+    "name, peak",
+    [("NVIDIA H100 80GB HBM3", 989), ("NVIDIA H100 PCIe", 756), ("NVIDIA H200", 989),
+     ("NVIDIA A100-SXM4-80GB", 312), ("NVIDIA L40S", 362), ("NVIDIA A10G", None),
+     ("NVIDIA H100 80GB HBM3 MIG 1g.10gb", None)],
+)  # fmt: skip
+def test_peak_flops_table(name, peak):
+    got = gpu_check.peak_tflops(name)
+    assert (got and got[0]) == peak
+
+
+def test_mfu_out_of_memory_and_time_budget_rows(monkeypatch):
+    s, seq = gpu_check.SIZES["smoke"], 32
+    base = {"seconds": [0.1, 0.2], "objective": ["sft", "dpo"], "trained": [64, 128],
+            "forward_only": [0, 0], "loss": {"sft": 1.0}, "peak_cuda_allocated_bytes": 2**30,
+            "status": "ok"}  # fmt: skip
+
+    def oom(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(gpu_run, "measure_rule", oom)
+    results = {"sequential": base, **gpu_run.worker(["mix"], {}, time.time() + 60)}
+    results |= gpu_check.run_rules(["alright"], {}, deadline=time.time() - 1, one_process=False)
+    got = {r[0]: r for r in gpu_check.rule_rows(results, s, seq, peak=1e-3)}
+    # 96 tokens per step x 737,280 FLOPs (6 x 114,688 + 12 x 2 x 64 x 32) / 0.15 s / 1e9 FLOP/s
+    assert got["sequential"][5] == "47.2 %"
+    assert got["mix"][1].startswith("out of GPU memory") and got["mix"][2:] == ["–"] * 9
+    assert got["alright"][1] == "not started (time budget)"
+
+
+def test_benchmarks_md_keeps_the_gpu_section_that_no_cpu_module_writes():
+    from benchmarks import run_all
+
+    sections = run_all.read_sections(ROOT / "BENCHMARKS.md")
+    assert sections["gpu_check"].startswith("### GPU check")
+    marks = [x.splitlines()[0] for x in run_all.assemble({"gpu_check": "g\n", **sections})]
+    assert marks[-1] == "<!-- section: gpu_check -->" and len(marks) == len(set(marks))

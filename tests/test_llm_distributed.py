@@ -173,3 +173,16 @@ def test_fsdp2_on_cpu_processes_is_refused_not_run_as_another_engine(tmp_path):
     lines = [s for s in done.stderr.splitlines() if s.startswith("error:")]
     assert lines and all("asks for FSDP, but accelerate runs it only on GPUs" in s for s in lines)
     assert not (Path(cfg.output_dir) / "metrics.jsonl").exists()
+
+
+def test_the_accelerate_engine_places_the_model_before_the_reference_pass(tmp_path, monkeypatch):
+    """Run scores the reference log-probs with the placed model before ``prepare``: the model must
+    be on the engine's device by then (it stayed on the CPU while the batches went to the GPU)."""
+    from toyopt.llm.engine import AccelerateEngine
+
+    for key in ("WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
+        monkeypatch.delenv(key, raising=False)
+    engine = AccelerateEngine(config(tmp_path, precision="bf16"))
+    engine.device = torch.device("meta")  # a device other than the CPU, without a GPU
+    placed = engine.place(load_model("tiny")[0])
+    assert {p.device.type for p in placed.parameters()} == {"meta"}

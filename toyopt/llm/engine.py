@@ -223,7 +223,9 @@ class AccelerateEngine:
         return model, optimizer
 
     def place(self, model):
-        return model  # acc.prepare places (and shards) it
+        """Move the model to this process's device: :class:`toyopt.llm.train.Run` scores the
+        reference with it before ``prepare`` (which then shards or wraps it where it is)."""
+        return model.to(self.device)
 
     def accumulate(self, model):
         return self.acc.accumulate(model)
