@@ -177,7 +177,6 @@ class AccelerateEngine:
     docstring is one call of Accelerate's. Every process runs the same number of forward passes,
     as engines that gather parameters (FSDP) or broadcast buffers (DDP) in forward require."""
 
-    keeps_graph = False  # no graph is held across engine calls (DDP's reducer expects pairs)
 
     def __init__(self, cfg):
         from accelerate import Accelerator
@@ -206,6 +205,9 @@ class AccelerateEngine:
         self.process_index, self.num_processes = self.acc.process_index, self.acc.num_processes
         self.grad_accum, self.is_main = cfg.grad_accum, self.acc.is_main_process
         self.device = self.acc.device
+        # on several processes no graph is held across engine calls (DDP's reducer pairs each
+        # forward with its backward); one process (bf16 on one GPU) keeps MAXRIGHT's refresh graph
+        self.keeps_graph = self.num_processes == 1
 
     def prepare(self, model, optimizer):
         acc, cfg = self.acc, self.cfg
