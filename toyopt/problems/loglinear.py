@@ -146,21 +146,27 @@ class LogLinearProblem(Problem):
         c = self.beta**2 * self.pref_weight * expit(m) * expit(-m)
         return np.einsum("j,ji,jk->ik", c, self.delta, self.delta)
 
+    def sample_rows(self, objective: str, seeds: np.ndarray, step: int, batch: int) -> np.ndarray:
+        """Indices (S, B) of ``batch`` data rows per seed, drawn with replacement with
+        probability equal to their data weight, keyed by (seed, step)."""
+        weights = self.sft_weight if objective == "sft" else self.pref_weight
+        u = uniform(np.asarray(seeds)[:, None], step, STREAM_BATCH[objective], np.arange(batch))
+        return np.minimum(np.searchsorted(np.cumsum(weights), u, side="right"), len(weights) - 1)
+
     def sample_grad(
         self, objective: str, theta: np.ndarray, seeds: np.ndarray, step: int, batch: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Draw ``batch`` rows with replacement, with probability equal to their data weight,
-        keyed by (seed, step): the mean per-row gradient is an unbiased estimate of ∇f."""
+        """The mean per-row gradient and loss of the rows :meth:`sample_rows` draws: an unbiased
+        estimate of ∇f."""
         theta = as_rows(theta)
-        weights = self.sft_weight if objective == "sft" else self.pref_weight
-        u = uniform(np.asarray(seeds)[:, None], step, STREAM_BATCH[objective], np.arange(batch))
-        rows = np.minimum(np.searchsorted(np.cumsum(weights), u, side="right"), len(weights) - 1)
+        rows = self.sample_rows(objective, seeds, step, batch)
         idx = np.arange(len(theta))[:, None]
         if objective == "sft":
             p, y = self.sft_prompt[rows], self.sft_response[rows]  # (S, B)
-            log_pi = self.log_policy(theta)[idx, p, y]
-            per_row = self._mean_features(theta)[idx, p] - self.features[p, y]
-            return per_row.mean(axis=1), -log_pi.mean(axis=1)
+            log_pi = self.log_policy(theta)  # (S, P, R)
+            mean = np.einsum("spr,prd->spd", np.exp(log_pi), self.features)
+            per_row = mean[idx, p] - self.features[p, y]
+            return per_row.mean(axis=1), -log_pi[idx, p, y].mean(axis=1)
         m = self._margins(theta)[idx, rows]  # (S, B)
         per_row = -self.beta * expit(-m)[..., None] * self.delta[rows]
         return per_row.mean(axis=1), -log_expit(m).mean(axis=1)
