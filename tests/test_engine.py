@@ -128,3 +128,15 @@ def test_step_losses_are_values_at_the_pre_step_iterate():
     assert np.array_equal(backend.theta[4], before[4])  # a row with no weight does not move
     direction = sum(weights[k][:, None] * problem.grad(k, before) for k in ("sft", "dpo"))
     np.testing.assert_allclose(backend.theta, before - 0.3 * direction, rtol=1e-13)
+
+
+def test_dpo_value_far_out_has_no_overflow():
+    """Margins below −700 take the overflow-free branch of softplus(−m) = −log σ(m)."""
+    from scipy.special import log_expit
+
+    problem = get_problem("toy2d")
+    theta = np.array([[-800.0, 800.0], [800.0, -800.0], [0.3, 0.1]])
+    margins = problem.beta * (theta - problem.theta_ref) @ problem.delta.T
+    want = -log_expit(margins) @ problem.pref_weight
+    np.testing.assert_allclose(problem.value("dpo", theta), want, rtol=1e-14)
+    np.testing.assert_allclose(problem.value("dpo", theta[2:]), want[2:], rtol=1e-14)

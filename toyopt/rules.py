@@ -173,9 +173,9 @@ def weighted_gaps(lam: float, optima: Mapping[str, float], values: Values) -> di
 def larger_gap(lam: float, gaps: Mapping[str, np.ndarray]) -> Weights:
     """One-hot weights on the larger weighted gap; a tie goes to the objective of larger weight
     (DPO when λ ≥ ½), so that λ = 1 is pure DPO and λ = 0 pure SFT even at an optimum."""
-    tie_to_dpo = lam >= 0.5
-    take_dpo = (gaps["dpo"] > gaps["sft"]) | ((gaps["dpo"] == gaps["sft"]) & tie_to_dpo)
-    return one_hot(take_dpo)
+    if lam >= 0.5:  # ties to DPO: larger, or equal
+        return one_hot(np.greater_equal(gaps["dpo"], gaps["sft"]))
+    return one_hot(np.greater(gaps["dpo"], gaps["sft"]))
 
 
 def _check_optima(optima: Mapping[str, float]) -> dict[str, float]:

@@ -230,10 +230,13 @@ class LogLinearProblem(Problem):
 
 
 def _softplus_neg(m: np.ndarray) -> np.ndarray:
-    """softplus(−m) = −log σ(m) = max(−m, 0) + log1p(exp(−|m|)), without overflow."""
-    out = np.log1p(np.exp(-np.abs(m)))
-    out += np.maximum(-m, 0.0)
-    return out
+    """softplus(−m) = −log σ(m) = log1p(exp(−m)); where exp(−m) would overflow (m < −700),
+    max(−m, 0) + log1p(exp(−|m|)) instead (the value is then −m to double precision)."""
+    if m.size and m.min() < -700.0:
+        out = np.log1p(np.exp(-np.abs(m)))
+        out += np.maximum(-m, 0.0)
+        return out
+    return np.log1p(np.exp(-m))
 
 
 def _logsumexp(z: np.ndarray) -> np.ndarray:
