@@ -61,7 +61,7 @@ from toyopt.simulate import log_spaced
 Z = 3.0  # one-sided standard errors of the paired test
 WHY = {
     "convex": "convexity alone: the 1/(n−s) weights cost ≈2(1+ln T) over a locally quadratic gap",
-    "strongly convex": "distance to gap with L/2 where the gap is μ/2-like on the slow direction",
+    "strongly convex": "a distance bound times L/2: up to L/μ above the gap",
 }
 
 
