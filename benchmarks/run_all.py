@@ -19,7 +19,7 @@ from benchmarks.common import ROOT, load_average, machine  # noqa: E402
 FULL = {
     "rules_cost": ["--steps", "300", "--repeats", "3", "--mem-steps", "40", "--mem-repeats", "2"],
     "vs_trl": ["--steps", "100", "--repeats", "3"],
-    "toy": ["--steps", "10000", "--seeds", "1000", "--repeats", "2"],
+    "toy": ["--steps", "10000", "--seeds", "1000", "--repeats", "3"],
     "scaling": ["--repeats", "5", "--big-repeats", "2"],
 }
 QUICK = {

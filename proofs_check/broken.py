@@ -1,20 +1,24 @@
 """Deliberately broken variants: a check that cannot fail is not a check.
 
-Each variant composes the real rule objects with one wrong ingredient (a biased λ, a step size
-that does not decay, wrong optima, a perturbed prediction, a rule that asks for values it does
-not need) and runs the same check. The tests assert that every variant makes its check fail.
-Nothing here re-implements a rule.
+Each variant composes the real rule objects with one wrong ingredient (a biased λ, a step that
+does not decay, wrong optima, a perturbed prediction, minibatch rows drawn by the wrong law, a
+rule that asks for values it does not need or computes gradients it does not use) and runs the
+same check. It names the record kinds it must break (``targets``: at least one record of each
+fails) and those it must leave alone (``holds``: every record of those kinds holds). Every kind
+of :data:`proofs_check.record.KINDS` is the target of some variant (tested). Nothing here
+re-implements a rule.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from proofs_check.c1_sequential import check_c1
-from proofs_check.c2_alright import alright_gaps, check_c2
+from proofs_check.c2_alright import check_c2
 from proofs_check.c3_maxright import check_c3
 from proofs_check.c4_mix import check_c4
 from proofs_check.c5_cost import check_c5
@@ -22,8 +26,18 @@ from proofs_check.c6_tradeoff import check_c6
 from proofs_check.record import Record
 from toyopt.pareto import Geometry
 from toyopt.problems import get_problem
+from toyopt.problems.loglinear import LogLinearProblem
+from toyopt.rng import STREAM_BATCH, uniform
 from toyopt.rules import AlRight, Mix, Rule, State
 from toyopt.schedules import Schedule
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    targets: tuple[str, ...]
+    run: Callable[[], list[Record]]
+    holds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,45 +64,85 @@ class AsksForValues:
         return self.inner.observe(state, weights, losses)
 
 
-def _wrong_optima(problem) -> dict[str, float]:
+@dataclass(frozen=True)
+class NeverZero(AsksForValues):
+    """Wraps a rule and puts a weight of 1e-12 instead of 0 on the objective it does not step on:
+    the backend then computes that gradient too (wasted gradients)."""
+
+    def wants_values(self, state: State, step: int) -> bool:
+        return self.inner.wants_values(state, step)
+
+    def choose(self, state, step, values):
+        weights, state = self.inner.choose(state, step, values)
+        return {k: np.maximum(w, 1e-12) for k, w in weights.items()}, state
+
+
+class UniformRows(LogLinearProblem):
+    """Minibatches that draw data rows uniformly instead of by their data weight."""
+
+    def sample_rows(self, objective, seeds, step, batch):
+        n = len(self.sft_weight if objective == "sft" else self.pref_weight)
+        u = uniform(np.asarray(seeds)[:, None], step, STREAM_BATCH[objective], np.arange(batch))
+        return np.minimum((u * n).astype(int), n - 1)
+
+
+def uniform_rows(problem: LogLinearProblem) -> LogLinearProblem:
+    broken = copy.copy(problem)
+    broken.__class__ = UniformRows
+    return broken
+
+
+def _wrong_optima(problem, shift: float = 0.3) -> dict[str, float]:
     f_star = Geometry(problem).f_star
-    return {"sft": f_star["sft"], "dpo": f_star["dpo"] + 0.3}
+    return {"sft": f_star["sft"], "dpo": f_star["dpo"] + shift}
 
 
-def _constant_alright_step(problem, lam: float, t_max: int) -> Schedule:
-    """ALRIGHT's own α₀ (= D/G from C2), but never decayed."""
-    return Schedule("constant", alright_gaps(problem, lam, 1, 2)["alpha0"])
-
-
-def variants(quick: bool = True) -> dict[str, Callable[[], list[Record]]]:
-    """Named broken runs; each returns the records of the check it should break."""
+def variants() -> list[Variant]:
+    """The broken runs, at the quick settings (seconds each)."""
     toy, quad = get_problem("toy2d"), get_problem("quad2d")
-    t2 = 2000 if quick else 10_000
-    return {
-        "C1 plateau prediction perturbed by +0.05": lambda: check_c1(
-            toy, "toy2d", budgets=(100, 1000), sweep=(), plateau_shift=0.05
-        ),
-        "C1 second stage secretly mixes both objectives": lambda: check_c1(
-            toy, "toy2d", (0.5,), budgets=(100, 1000), sweep=(), stage2=Mix(0.5)
-        ),
-        "C2 ALRIGHT with a biased choice (λ+0.25)": lambda: [
-            check_c2(toy, "toy2d", 0.5, t2, 64, rule=AlRight(0.75))
-        ],
-        "C2 ALRIGHT with a step that does not decay": lambda: [
-            check_c2(toy, "toy2d", 0.5, t2, 64, schedule=_constant_alright_step(toy, 0.5, t2))
-        ],
-        "C3 MAXRIGHT with wrong optima (f*_dpo+0.3)": lambda: check_c3(
-            toy, "toy2d", (0.5,), t2, stale=(), optima=_wrong_optima(toy)
-        ),
-        "C4 Mix run with λ+0.2": lambda: check_c4(quad, "quad2d", (0.5,), 1000, lam_used=0.7),
-        "C4 Mix with step 2.2/L": lambda: check_c4(quad, "quad2d", (0.5,), 1000, lr_factor=2.2),
-        "C5 rules that ask for values every step": lambda: check_c5(
-            toy, "toy2d", wrap=AsksForValues
-        ),
-        "C6 ALRIGHT with a biased choice (λ+0.25)": lambda: check_c6(
-            toy, "toy2d", (0.5,), t2, 32, alright_lam=0.75
-        ),
-        "C6 sequential that never switches": lambda: check_c6(
-            toy, "toy2d", (0.5,), t2, 32, never_switch=True
-        ),
-    }
+    t2, t6 = 2000, 2000
+    return [
+        Variant("C1 plateau prediction perturbed by +0.05", ("C1 plateau",), lambda: check_c1(
+            toy, "toy2d", budgets=(100, 1000), sweep=(), plateau_shift=0.05),
+            holds=("C1 certificate",)),
+        Variant("C1 second stage secretly mixes both objectives", ("C1 certificate",),
+                lambda: check_c1(toy, "toy2d", (0.5,), budgets=(100, 1000), sweep=(),
+                                 stage2=Mix(0.5))),
+        Variant("C2 ALRIGHT with a biased coin (λ+0.4)", ("C2 bound", "C2 rate"),
+                lambda: check_c2(toy, "toy2d", 0.5, t2, 64, rule=AlRight(0.9))),
+        Variant("C2 ALRIGHT with a step that does not decay", ("C2 rate",),
+                lambda: check_c2(toy, "toy2d", 0.5, t2, 64, schedule=Schedule("constant", 2.0)),
+                holds=("C2 bound",)),
+        Variant("C2 minibatch rows drawn uniformly, not by data weight", ("C2 rate",),
+                lambda: check_c2(uniform_rows(toy), "toy2d", 0.5, t2, 64, batch=1)),
+        Variant("C3 MAXRIGHT with wrong optima (f*_dpo+0.3)", ("C3 bound", "C3 convergence"),
+                lambda: check_c3(toy, "toy2d", (0.5,), t2, stale=(1,),
+                                 optima=_wrong_optima(toy)),
+                holds=("C3 stale = exact",)),
+        Variant("C3 MAXRIGHT weighting with 1 − λ (λ = ¼ runs as ¾)", ("C3 convergence",),
+                lambda: check_c3(toy, "toy2d", (0.25,), t2, stale=(), lam_used=lambda x: 1 - x)),
+        Variant("C3 stale MAXRIGHT with wrong optima (f*_dpo+0.3)",
+                ("C3 stale = exact", "C3 staleness"),
+                lambda: check_c3(toy, "toy2d", (0.5,), t2, stale=(1, 10),
+                                 stale_optima=_wrong_optima(toy)),
+                holds=("C3 bound",)),
+        Variant("C4 Mix run with λ+0.2", ("C4 bound",),
+                lambda: check_c4(quad, "quad2d", (0.5,), 1000, lam_used=0.7)),
+        Variant("C4 Mix with step 2.2/L", ("C4 bound",),
+                lambda: check_c4(quad, "quad2d", (0.5,), 1000, lr_factor=2.2)),
+        Variant("C5 rules that ask for values every step", ("C5 values",),
+                lambda: check_c5(toy, "toy2d", wrap=AsksForValues), holds=("C5 gradients",)),
+        Variant("C5 weight 1e-12 instead of 0 on the other objective", ("C5 gradients",),
+                lambda: check_c5(toy, "toy2d", wrap=NeverZero), holds=("C5 values",)),
+        Variant("C6 ALRIGHT with a biased coin (λ+0.05)", ("C6 same point",),
+                lambda: check_c6(toy, "toy2d", (0.5,), t6, 200, alright_lam=0.55),
+                holds=("C6 sequential lands",)),
+        Variant("C6 sequential that never switches", ("C6 sequential lands",),
+                lambda: check_c6(toy, "toy2d", (0.5,), t6, 200, never_switch=True),
+                holds=("C6 same point",)),
+        Variant("C6 MAXRIGHT with wrong optima (f*_dpo+0.3)",
+                ("C6 smallest ideal distance", "C6 ideal distance tie"),
+                lambda: check_c6(toy, "toy2d", (0.25, 0.5), t6, 200,
+                                 maxright_optima=_wrong_optima(toy)),
+                holds=("C6 same point", "C6 sequential lands")),
+    ]  # fmt: skip

@@ -151,7 +151,7 @@ def check_c1(
             c = float(bounds[t0:].min()) if t0 < len(bounds) else 0.0
             t_from = budgets[t0] if t0 < len(bounds) else budgets[-1]
             records.append(make_record(
-                "C1", f"{name} {order} λ={lam:g}",
+                "C1 certificate", f"{name} {order} λ={lam:g}",
                 f"min f_mix gap over T={_span([t_from, budgets[-1]])} (c_T <= gap at all T)",
                 gaps[t0:].min() if t0 < len(bounds) else gaps[-1], ">=", c,
                 extra_ok=bool(c > 0 and np.all(gaps >= bounds)),
@@ -163,7 +163,7 @@ def check_c1(
         tol = 1e-6 + 1e-4 * float(np.max(np.abs(pred)))
         worst = int(np.argmax(np.abs(last - pred)))
         records.append(make_record(
-            "C1", f"{name} {order}", f"gap at T={budgets[-1]:g} vs closed-form plateau, "
+            "C1 plateau", f"{name} {order}", f"gap at T={budgets[-1]:g} vs closed-form plateau, "
             f"{len(all_lams)} λ (worst λ={all_lams[worst]:g})",
             last[worst], "~", pred[worst], tol, extra_ok=bool(np.all(pred > 0)),
             note="plateau > 0 for every λ" if np.all(pred > 0) else "some plateau <= 0",

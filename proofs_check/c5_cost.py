@@ -112,12 +112,12 @@ def check_c5(
     for rule, grads, funcs in expected_costs(lam, Geometry(problem).f_star):
         label = rule.name + (f" K={rule.refresh_every}" if hasattr(rule, "refresh_every") else "")
         lg, lf, pg, pf = measure(problem, wrap(rule) if wrap else rule)
-        for what, loop, prob, want in (
-            ("gradients", lg, pg, grads),
-            ("function values", lf, pf, funcs),
+        for kind, what, loop, prob, want in (
+            ("C5 gradients", "gradients", lg, pg, grads),
+            ("C5 values", "function values", lf, pf, funcs),
         ):
             records.append(make_record(
-                "C5", f"{name} {label}", f"{what} per step per row (loop counters)",
+                kind, f"{name} {label}", f"{what} per step per row (loop counters)",
                 float(loop), "==", float(want), extra_ok=bool(loop == want and prob == want),
                 note=f"problem-side count {prob}; expected {want}",
             ))  # fmt: skip

@@ -7,9 +7,9 @@ per stage). ``gap`` is the f_mix,λ gap (MAXRIGHT: the Chebyshev gap, what its t
 averaged over seeds with a 95 % interval for ALRIGHT, a single deterministic run otherwise
 (interval = the value). ``bound`` lists the explicit upper bound at each T or is None:
 
-- ALRIGHT: Shamir–Zhang last-iterate bound (C2; runs are projected on a ball, see there);
+- ALRIGHT: the last-iterate bound with the run's own squared steps (C2), mean over seeds;
 - MAXRIGHT: the λ = ½ subgradient bound (C3), None for other λ;
-- Mix: the gradient-descent bound L‖θ₀ − θ*‖²/(2T) (C4);
+- Mix: the tight gradient-descent bound min(L‖θ₀ − θ*‖²/(4T + 2), (1 − μ/L)^{2T} gap₀) (C4);
 - sequential: None; instead ``plateau`` (closed-form limit, C1) and ``lower_bound`` (the
   certified c_T at each T, C1).
 
@@ -68,11 +68,11 @@ def rate_data(problem: str = "toy2d", lam: float = 0.5, quick: bool = False) -> 
     run = alright_gaps(prob, lam, t_max, seeds)
     mean, lo, hi = mean_ci(run["gaps"], axis=1)
     out["alright"] = _series(run["T"], mean, lo, hi, run["bound"])
-    run = maxright_run(prob, lam, t_max)
+    run = maxright_run(prob, lam, t_max + 1)  # the bound at step n needs the move from θ_n
     idx = log_spaced(t_max, 30)[1:]
     out["maxright"] = _series(
         idx, run["gaps"][idx], bound=run["bound"][idx] if lam == 0.5 else None
     )
     run = mix_run(prob, lam, t_max)
-    out["mix"] = _series(run["T"], run["gaps"], bound=run["smooth"])
+    out["mix"] = _series(run["T"], run["gaps"], bound=run["bound"])
     return out

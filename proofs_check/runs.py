@@ -14,32 +14,9 @@ from scipy.stats import t as t_dist
 
 from toyopt.backends import NumpyBackend
 from toyopt.loop import Counters, train
-from toyopt.problems.base import Problem
 from toyopt.rules import Rule
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
-
-
-class BallBackend(NumpyBackend):
-    """NumpyBackend followed by the Euclidean projection onto the ball B(center, radius).
-
-    The last-iterate bound of Shamir & Zhang (2013) is for projected stochastic subgradient
-    steps on a convex set of diameter D; projecting onto a ball that contains the optimum gives
-    D = 2·radius without changing the optimum (the rule logic itself is untouched).
-    """
-
-    def __init__(self, problem: Problem, seeds, center, radius: float, batch: int | None = None):
-        super().__init__(problem, seeds, batch=batch)
-        self.center = np.asarray(center, dtype=float)
-        self.radius = float(radius)
-
-    def step(self, weights, lr, step):
-        losses = super().step(weights, lr, step)
-        offset = self.theta - self.center
-        norm = np.linalg.norm(offset, axis=1, keepdims=True)
-        scale = np.minimum(1.0, self.radius / np.maximum(norm, 1e-300))
-        self.theta = self.center + offset * scale
-        return losses
 
 
 def run_snapshots(
@@ -52,8 +29,12 @@ def run_snapshots(
     start_step: int = 0,
     stationary: bool = False,
     chunk: int = 256,
+    moves: MoveSums | None = None,
 ) -> tuple[np.ndarray, Counters]:
     """Iterates (R, S, d) after each number of steps in ``record`` (counted from ``start_step``).
+
+    ``moves``, when given, receives every step's squared length ‖θ_{t+1} − θ_t‖² per row: the
+    α_t²‖g_t‖² from which the bounds of C2 and C3 take E‖g_t‖² along the path.
 
     ``stationary=True`` (only for a deterministic rule whose choice no longer changes, exact
     gradients and a constant step size) allows an exact shortcut: the step is then a fixed map
@@ -66,15 +47,21 @@ def run_snapshots(
     state = rule.init(seeds)
     counters = Counters()
     snaps: dict[int, np.ndarray] = {0: backend.theta.copy()}
+    wanted = set(record.tolist())
+    previous = [backend.theta]
+
+    def keep(t, weights, losses, values):
+        done = t + 1 - start_step
+        if done in wanted:
+            snaps[done] = backend.theta.copy()
+        if moves is not None:  # the backend makes a new θ array at every step
+            step = backend.theta - previous[0]
+            moves.add(done - 1, np.einsum("sd,sd->s", step, step))
+            previous[0] = backend.theta
+
     done, total = 0, int(record[-1])
     while done < total:
         stop = min(total, done + chunk)
-        wanted = set(record[(record > done) & (record <= stop)].tolist())
-
-        def keep(t, weights, losses, values, wanted=wanted):
-            if t + 1 - start_step in wanted:
-                snaps[t + 1 - start_step] = backend.theta.copy()
-
         state, counters = train(
             backend, rule, state, start_step + stop, schedule,
             start=start_step + done, counters=counters, on_step=keep,
@@ -86,7 +73,35 @@ def run_snapshots(
                 for r in record[record > done]:
                     snaps[int(r)] = cycle[(int(r) - done) % len(cycle)]
                 break
+    if moves is not None:
+        moves.flush()
     return np.stack([snaps[int(r)] for r in record]), counters
+
+
+class MoveSums:
+    """Σ_s weights[r, s]·‖θ_{s+1} − θ_s‖² per row, for every row r of ``weights`` (R, N):
+    linear functionals of the squared step lengths, accumulated a block of steps at a time
+    (the bounds of C2 and C3 are such functionals, so each seed gets its own bound)."""
+
+    def __init__(self, weights: np.ndarray, rows: int, block: int = 256):
+        self.weights = np.asarray(weights, dtype=float)
+        self.sums = np.zeros((len(self.weights), rows))
+        self.buffer = np.zeros((block, rows))
+        self.first, self.filled = 0, 0
+
+    def add(self, step: int, squares: np.ndarray) -> None:
+        if self.filled == len(self.buffer) or step != self.first + self.filled:
+            self.flush()
+            self.first = step
+        self.buffer[self.filled] = squares
+        self.filled += 1
+
+    def flush(self) -> None:
+        stop = min(self.first + self.filled, self.weights.shape[1])
+        if stop > self.first:
+            block = self.weights[:, self.first : stop]
+            self.sums += block @ self.buffer[: stop - self.first]
+        self.first, self.filled = self.first + self.filled, 0
 
 
 def _cycle(backend, rule, state, schedule, step, max_period: int = 16) -> list[np.ndarray] | None:

@@ -11,15 +11,16 @@ import sys
 import numpy as np
 import pytest
 
+from proofs_check.bounds import convex_bound_all, convex_weights, strong_weights
 from proofs_check.c1_sequential import check_c1, lower_bound, plateau, run_sequential, step_size
 from proofs_check.c2_alright import check_c2
 from proofs_check.c3_maxright import check_c3
 from proofs_check.c4_mix import check_c4
 from proofs_check.c5_cost import check_c5
-from proofs_check.c6_tradeoff import check_c6
+from proofs_check.c6_tradeoff import StageSchedule, check_c6, final_iterate, sequential_final
 from proofs_check.rates import METHODS, rate_data
 from proofs_check.record import compare, format_table, make_record
-from proofs_check.runs import BallBackend, loglog_slope, run_snapshots
+from proofs_check.runs import MoveSums, run_snapshots
 from toyopt.backends import NumpyBackend
 from toyopt.pareto import Geometry
 from toyopt.problems import get_problem, random_loglinear
@@ -38,10 +39,14 @@ def test_relations_and_json_of_records():
     assert compare(1.0, ">=", 0.5) and not compare(0.4, ">=", 0.5)
     assert compare(1.05, "~", 1.0, 0.1) and not compare(1.2, "~", 1.0, 0.1)
     assert not compare(math.nan, "<=", 1.0)  # a NaN measurement never passes
-    rec = make_record("C4", "x", "q", math.inf, "<=", 1.0)
+    rec = make_record("C4 bound", "x", "q", math.inf, "<=", 1.0)
     assert not rec.holds and json.dumps(rec.to_json())  # inf is written as a string
-    assert not make_record("C2", "x", "q", 0.1, "<=", 1.0, extra_ok=False).holds
+    assert rec.to_json()["claim"] == "C4"
+    assert not make_record("C2 bound", "x", "q", 0.1, "<=", 1.0, extra_ok=False).holds
+    assert make_record("C2 bound", "x", "q", 0.1, "<=", 1.0).ratio == pytest.approx(10.0)
     assert "**NO**" in format_table([rec])
+    with pytest.raises(ValueError, match="unknown record kind"):
+        make_record("C9 nonsense", "x", "q", 0.1, "<=", 1.0)
 
 
 @pytest.mark.parametrize("first", ["sft", "dpo"])
@@ -64,20 +69,44 @@ def test_stationary_shortcut_is_exact(toy):
     assert np.array_equal(fast, slow)
 
 
-def test_ball_backend_keeps_iterates_in_the_ball(toy):
-    backend = BallBackend(toy, np.arange(8), toy.start, 0.3)
-    theta, _ = run_snapshots(backend, AlRight(0.5), [1, 50], Schedule("invsqrt", 5.0))
-    assert np.all(np.linalg.norm(theta - toy.start, axis=-1) <= 0.3 + 1e-12)
+def test_move_sums_are_the_weighted_squared_steps(toy):
+    """run_snapshots' MoveSums equals Σ_s W[r, s]‖θ_{s+1} − θ_s‖² from a full trajectory."""
+    weights = np.random.default_rng(0).uniform(size=(3, 700))
+    moves = MoveSums(weights, 5, block=64)
+    schedule = Schedule("invsqrt", 1.0)
+    run_snapshots(NumpyBackend(toy, np.arange(5)), AlRight(0.5), [700], schedule, moves=moves)
+    traj = simulate(toy, AlRight(0.5), 700, schedule, 5, record=np.arange(701)).theta
+    squares = np.sum(np.diff(traj, axis=0) ** 2, axis=2)  # (700, 5)
+    np.testing.assert_allclose(moves.sums, weights @ squares, rtol=1e-12)
 
 
-def test_loglog_slope_recovers_a_power_law():
-    steps = np.logspace(1, 4, 12)
-    rng = np.random.default_rng(0)
-    samples = steps[:, None] ** -0.5 * rng.uniform(0.9, 1.1, size=(12, 50))
-    rate, (lo, hi) = loglog_slope(steps, samples)
-    assert lo <= -0.5 <= hi and abs(rate + 0.5) < 0.02
-    rate1, (lo1, hi1) = loglog_slope(steps, samples[:, :1])
-    assert lo1 <= rate1 <= hi1
+def test_c6_stage_shortcut_equals_the_plain_sequential_run(toy):
+    for first, switch, steps in (("sft", 0, 300), ("dpo", 333, 3000), ("sft", 3000, 3000)):
+        plain = final_iterate(
+            toy, Sequential(first, switch), steps, StageSchedule(toy, first, switch)
+        )
+        assert np.array_equal(sequential_final(toy, first, switch, steps), plain)
+
+
+def test_bound_weights_match_the_written_sums():
+    """The bounds of proofs_check.bounds equal their sums as the docstring writes them."""
+    rng = np.random.default_rng(3)
+    eta, moves, dist_sq, mu = 1 / np.sqrt(np.arange(1, 41)), rng.uniform(size=40), 2.0, 0.3
+    budgets = np.array([0, 1, 7, 39])
+    w0, w = convex_weights(budgets, eta)
+    for n, got in zip(budgets, w0 * dist_sq + w @ moves):
+        big_t, cum = n + 1, np.concatenate([[0.0], np.cumsum(moves)])  # 1-based: A(j) = cum[j]
+        tail = sum((cum[big_t] - cum[big_t - k - 1]) / (k * (k + 1)) for k in range(1, big_t))
+        want = (0.5 * dist_sq + 0.5 * cum[big_t]) / (big_t * eta[n]) + tail / (2 * eta[n])
+        assert got == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose(
+        convex_bound_all(dist_sq, eta, moves)[budgets], w0 * dist_sq + w @ moves, rtol=1e-12
+    )
+    w0, w = strong_weights(budgets, eta, mu)
+    e = [dist_sq]
+    for s in range(40):
+        e.append(max(1 - 2 * eta[s] * mu, 0) * e[-1] + moves[s])
+    np.testing.assert_allclose(w0 * dist_sq + w @ moves, np.array(e)[budgets], rtol=1e-12)
 
 
 def test_c1_holds_on_toy2d_and_plateau_is_not_the_start(toy):
@@ -99,8 +128,8 @@ def test_c1_certificate_is_positive_only_when_stage_two_has_converged():
 
 
 def test_c2_c3_c4_c5_c6_hold_on_small_settings(toy):
-    assert check_c2(toy, "toy2d", 0.5, 2000, 64).holds
-    assert check_c2(toy, "toy2d", 0.5, 2000, 64, batch=1).holds
+    assert all(r.holds for r in check_c2(toy, "toy2d", 0.5, 2000, 64))
+    assert all(r.holds for r in check_c2(toy, "toy2d", 0.5, 2000, 64, batch=1))
     assert all(r.holds for r in check_c3(toy, "toy2d", (0.5,), 2000, stale=(1, 10)))
     quad = get_problem("quad2d")
     assert all(r.holds for r in check_c4(quad, "quad2d", (0.25, 0.75), 1000))

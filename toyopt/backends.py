@@ -6,6 +6,9 @@ zero do not compute that objective at all, so the cost a method pays is what it 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
 import numpy as np
 
 from toyopt.problems.base import Problem
@@ -14,7 +17,10 @@ from toyopt.rules import OBJECTIVES, Weights
 
 class NumpyBackend:
     """Exact gradients by default; with ``batch`` = B, minibatch gradients from B data rows drawn
-    (with replacement, by data weight) with the counter-based generator keyed by (seed, step)."""
+    (with replacement, by data weight) with the counter-based generator keyed by (seed, step).
+
+    Each step makes a new ``theta`` array (a problem's deferred loss may keep the old one).
+    """
 
     def __init__(
         self,
@@ -34,24 +40,104 @@ class NumpyBackend:
     def values(self) -> dict[str, np.ndarray]:
         return {k: self.problem.value(k, self.theta) for k in OBJECTIVES}
 
-    def _grad_and_loss(self, k: str, rows: slice | np.ndarray, step: int):
-        theta = self.theta[rows]
+    def _grad_and_loss(self, k: str, rows: np.ndarray | None, step: int):
+        theta = self.theta if rows is None else self.theta.take(rows, axis=0)
         if self.batch is None:
-            return self.problem.grad(k, theta), self.problem.value(k, theta)
-        return self.problem.sample_grad(k, theta, self.seeds[rows], step, self.batch)
+            return self.problem.grad_and_loss(k, theta)
+        seeds = self.seeds if rows is None else self.seeds.take(rows)
+        grad, loss = self.problem.sample_grad(k, theta, seeds, step, self.batch)
+        return grad, lambda: loss
 
-    def step(self, weights: Weights, lr: float, step: int) -> dict[str, np.ndarray]:
-        direction = np.zeros_like(self.theta)
-        losses = {}
+    def step(self, weights: Weights, lr: float, step: int) -> Losses:
+        """One update; every gradient is taken at the pre-step iterate, then all are applied.
+
+        Only the rows with a positive weight on an objective compute it.
+        """
+        parts, losses = [], Losses(len(self.theta))
         for k in OBJECTIVES:
             w = np.asarray(weights[k], dtype=float)
             active = w > 0
-            if not active.any():
+            rows = active.nonzero()[0]
+            if len(rows) == 0:
                 continue
-            rows = slice(None) if active.all() else np.flatnonzero(active)
-            grad, loss = self._grad_and_loss(k, rows, step)
-            direction[rows] += w[rows, None] * grad
-            losses[k] = np.full(len(w), np.nan)
-            losses[k][rows] = loss
-        self.theta = self.theta - lr * direction
+            rows = None if len(rows) == len(w) else rows  # None: every row
+            grad, losses.pending[k] = self._grad_and_loss(k, rows, step)
+            losses.rows[k] = rows
+            parts.append(_Part(rows, grad, w, active))
+        if all(p.rows is not None for p in parts) and _disjoint(parts):
+            self._apply_disjoint(parts, lr)
+            return losses
+        theta = self.theta
+        for p in parts:  # every row (Mix, sequential), or rows in both objectives
+            p.grad *= (lr * (p.weights if p.rows is None else p.weights.take(p.rows)))[:, None]
+            if p.rows is None:
+                theta = theta - p.grad
+            else:
+                theta = theta.copy() if theta is self.theta else theta
+                theta[p.rows] -= p.grad
+        self.theta = theta
         return losses
+
+    def _apply_disjoint(self, parts: list[_Part], lr: float) -> None:
+        """θ −= lr·w·g where each row computed at most one objective (a one-hot rule's step).
+
+        The gradients are scattered into one (S, d) buffer through a one-element-per-row view:
+        numpy's 2-D fancy assignment is several times slower than a 1-D one.
+        """
+        direction = np.empty_like(self.theta)
+        if sum(len(p.rows) for p in parts) < len(self.theta):
+            direction.fill(0.0)
+        rows_view = _row_view(direction)
+        scale = parts[0].weights.copy()
+        for p in parts:
+            rows_view[p.rows] = _row_view(p.grad)
+            if p is not parts[0]:
+                scale += p.weights
+        scale *= lr
+        direction *= scale[:, None]
+        self.theta = self.theta - direction
+
+
+@dataclass
+class _Part:
+    rows: np.ndarray | None  # the rows that computed this objective (None: all)
+    grad: np.ndarray  # their gradients
+    weights: np.ndarray  # the step's weights of this objective, every row
+    active: np.ndarray  # weights > 0
+
+
+def _disjoint(parts: list[_Part]) -> bool:
+    return len(parts) < 2 or not np.count_nonzero(parts[0].active & parts[1].active)
+
+
+def _row_view(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous (S, d) float array seen as S opaque elements of d floats each."""
+    a = np.ascontiguousarray(a, dtype=float)
+    return a.view(np.dtype((np.void, a.itemsize * a.shape[1]))).reshape(len(a))
+
+
+class Losses(Mapping):
+    """The values of the objectives a step differentiated, at the pre-step iterate (NaN on the
+    rows that did not compute one), finished when first read: most rules never read them, and
+    on the toy problems finishing a value costs about as much as the rest of its gradient."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.pending: dict[str, Callable[[], np.ndarray]] = {}
+        self.rows: dict[str, np.ndarray | None] = {}
+        self._done: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, k: str) -> np.ndarray:
+        if k not in self._done:
+            values, rows = self.pending[k](), self.rows[k]
+            if rows is not None:
+                values, full = np.full(self.size, np.nan), values
+                values[rows] = full
+            self._done[k] = values
+        return self._done[k]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.pending)
+
+    def __len__(self) -> int:
+        return len(self.pending)

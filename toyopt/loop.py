@@ -43,6 +43,11 @@ class Counters:
 StepCallback = Callable[[int, Weights, Values, Values | None], None]
 
 
+# An open-loop rule makes the choices of up to BLOCK steps at once, and of at most
+# BLOCK_ELEMENTS (step, row) pairs: larger temporaries would be fresh pages on every operation.
+BLOCK, BLOCK_ELEMENTS = 256, 16_384
+
+
 def train(
     backend: Backend,
     rule: Rule,
@@ -58,26 +63,46 @@ def train(
     """Run optimizer steps ``start … steps−1``; return the rule state and the counters.
 
     ``on_step(step, weights, losses, values)`` is called after each update (for logging,
-    snapshots and checkpoints); ``values`` is what the rule asked for, else None.
+    snapshots and checkpoints); ``values`` is what the rule asked for, else None. A rule with
+    ``choose_block`` (its choice depends on the seed and the step only) makes its choices
+    :data:`BLOCK` steps at a time; every other rule chooses step by step.
     """
     counters = counters or Counters()
-    rows = len(state["seeds"])
-    iterator = range(start, steps)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, total=steps - start, desc=rule.name, leave=False)
-    for t in iterator:
+        bar = tqdm(total=steps - start, desc=rule.name, leave=False)
+    blocks = hasattr(rule, "choose_block")
+    size = max(1, min(BLOCK, BLOCK_ELEMENTS // max(len(state["seeds"]), 1)))
+    block: Weights = {}
+    block_start = start
+    for t in range(start, steps):
         values = None
-        if rule.wants_values(state, t):
-            values = backend.values()
-            for k in OBJECTIVES:
-                counters.func_evals[k] += rows
-        weights, state = rule.choose(state, t, values)
+        if blocks:
+            if t == start or t - block_start == size:
+                block_start, block = t, rule.choose_block(state, t, min(t + size, steps))
+                _count(counters.grad_evals, block)
+            weights = {k: w[t - block_start] for k, w in block.items()}
+        else:
+            if rule.wants_values(state, t):
+                values = backend.values()
+                for k in OBJECTIVES:
+                    counters.func_evals[k] += len(state["seeds"])
+            weights, state = rule.choose(state, t, values)
+            _count(counters.grad_evals, weights)
         losses = backend.step(weights, schedule(t), t)
-        for k in OBJECTIVES:
-            counters.grad_evals[k] += int(np.count_nonzero(np.asarray(weights[k]) > 0))
         state = rule.observe(state, weights, losses)
         if on_step is not None:
             on_step(t, weights, losses, values)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
     return state, counters
+
+
+def _count(grad_evals: dict[str, int], weights: Weights) -> None:
+    """Add the rows (of a step or a block of steps) that compute each objective's gradient."""
+    for k in OBJECTIVES:
+        grad_evals[k] += int(np.count_nonzero(np.asarray(weights[k]) > 0))

@@ -35,9 +35,16 @@ def _as_u64(x: int | np.ndarray) -> np.ndarray:
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
-    z = (z ^ (z >> np.uint64(30))) * _C1
-    z = (z ^ (z >> np.uint64(27))) * _C2
-    return z ^ (z >> np.uint64(31))
+    """SplitMix64's finaliser, in place on the uint64 array ``z`` (returned)."""
+    t = z >> np.uint64(30)
+    z ^= t
+    z *= _C1
+    np.right_shift(z, np.uint64(27), out=t)
+    z ^= t
+    z *= _C2
+    np.right_shift(z, np.uint64(31), out=t)
+    z ^= t
+    return z
 
 
 def hash64(
@@ -45,15 +52,23 @@ def hash64(
 ) -> np.ndarray:
     """64-bit hash of the key (seed, step, stream, index); broadcasts over array arguments.
 
-    Arithmetic is modulo 2⁶⁴ (overflow is the point of the hash, so its warning is silenced)."""
+    z = mix(mix(mix(seed·γ + stream) + step·γ) + index·γ + γ), γ the golden-ratio constant.
+    Arithmetic is modulo 2⁶⁴ (overflow is the point of the hash, so its warning is silenced).
+    The first round depends on (seed, stream) only, so it runs on the seeds' shape before
+    broadcasting: a block of B steps for S seeds (``seed`` (S,), ``step`` (B, 1)) costs two
+    rounds on B·S numbers, computed in place.
+    """
     with np.errstate(over="ignore"):
-        z = _mix(_as_u64(seed) * _GOLDEN + _as_u64(stream))
+        z = _mix(np.atleast_1d(_as_u64(seed) * _GOLDEN + _as_u64(stream)))
         z = _mix(z + _as_u64(step) * _GOLDEN)
-        return _mix(z + _as_u64(index) * _GOLDEN + _GOLDEN)
+        offset = _as_u64(index) * _GOLDEN + _GOLDEN  # (a + b) + c = a + (b + c) mod 2⁶⁴
+        out = _mix(z + offset if np.ndim(offset) else z.__iadd__(offset))
+    return out if np.ndim(seed) or np.ndim(step) or np.ndim(index) else out[0]
 
 
 def uniform(
     seed: int | np.ndarray, step: int | np.ndarray, stream: int = 0, index: int | np.ndarray = 0
 ) -> np.ndarray:
     """Uniform numbers in [0, 1) from the top 53 bits of :func:`hash64` of the key."""
-    return (hash64(seed, step, stream, index) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    bits = hash64(seed, step, stream, index) >> np.uint64(11)
+    return bits.astype(np.float64) * 2.0**-53

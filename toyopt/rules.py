@@ -17,6 +17,11 @@ with :func:`state_to_json`, so a run can be checkpointed and resumed):
 - ``observe(state, weights, losses) -> state``: ``losses`` are the values of the objectives the
   step differentiated, at the pre-step iterate (a gradient computation yields them for free).
 
+Open-loop rules (sequential, ALRIGHT, Mix: the choice depends on the seed and the step only)
+also offer ``choose_block(state, start, stop) -> weights`` with arrays of shape (stop − start, S):
+the choices of a block of steps at once (ALRIGHT: one vectorised hash call for the whole block).
+``choose`` is row 0 of a one-step block, so both give the same choices by construction.
+
 λ (``lam``) is always the weight of DPO: f_mix,λ = λ f_dpo + (1 − λ) f_sft.
 """
 
@@ -66,8 +71,8 @@ def check_lam(lam: float) -> float:
 
 def one_hot(take_dpo: np.ndarray) -> Weights:
     """Unit weight on DPO where ``take_dpo`` is true, on SFT elsewhere."""
-    take_dpo = np.asarray(take_dpo, dtype=bool)
-    return {"sft": (~take_dpo).astype(float), "dpo": take_dpo.astype(float)}
+    dpo = np.asarray(take_dpo, dtype=bool).astype(float)
+    return {"sft": 1.0 - dpo, "dpo": dpo}
 
 
 class _Stateless:
@@ -83,8 +88,18 @@ class _Stateless:
         return state
 
 
+class _OpenLoop(_Stateless):
+    """Rules whose choice at a step depends only on (seed, step): ``choose_block`` defines them."""
+
+    def choose_block(self, state: State, start: int, stop: int) -> Weights:
+        raise NotImplementedError
+
+    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]:
+        return {k: v[0] for k, v in self.choose_block(state, step, step + 1).items()}, state
+
+
 @dataclass(frozen=True)
-class Sequential(_Stateless):
+class Sequential(_OpenLoop):
     """Train on ``first`` for steps 0 … switch−1, then on the other objective.
 
     The paper's sequential lower bound: the second stage forgets the first, and the f_mix gap of
@@ -105,13 +120,14 @@ class Sequential(_Stateless):
         second = "dpo" if self.first == "sft" else "sft"
         return f"sequential-{self.first}-{second}"
 
-    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]:
-        in_first = np.full(state["seeds"].shape, step < self.switch)
-        return one_hot(in_first == (self.first == "dpo")), state
+    def choose_block(self, state: State, start: int, stop: int) -> Weights:
+        in_first = np.arange(start, stop)[:, None] < self.switch
+        in_first = np.broadcast_to(in_first, (stop - start, len(state["seeds"])))
+        return one_hot(in_first == (self.first == "dpo"))
 
 
 @dataclass(frozen=True)
-class AlRight(_Stateless):
+class AlRight(_OpenLoop):
     """ALRIGHT: step on DPO with probability λ, else on SFT, with the unweighted gradient.
 
     E[step direction] = λ ∇f_dpo + (1 − λ) ∇f_sft = ∇f_mix,λ, so ALRIGHT is a stochastic
@@ -126,12 +142,13 @@ class AlRight(_Stateless):
     def __post_init__(self) -> None:
         check_lam(self.lam)
 
-    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]:
-        return one_hot(uniform(state["seeds"], step, STREAM_CHOICE) < self.lam), state
+    def choose_block(self, state: State, start: int, stop: int) -> Weights:
+        steps = np.arange(start, stop, dtype=np.uint64)[:, None]
+        return one_hot(uniform(state["seeds"], steps, STREAM_CHOICE) < self.lam)
 
 
 @dataclass(frozen=True)
-class Mix(_Stateless):
+class Mix(_OpenLoop):
     """Mix (baseline): the full gradient of f_mix,λ, i.e. both gradients every step (C4, C5)."""
 
     lam: float
@@ -140,10 +157,9 @@ class Mix(_Stateless):
     def __post_init__(self) -> None:
         check_lam(self.lam)
 
-    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]:
-        ones = np.ones(state["seeds"].shape)
-        weights = {"sft": (1.0 - self.lam) * ones, "dpo": self.lam * ones}
-        return weights, state
+    def choose_block(self, state: State, start: int, stop: int) -> Weights:
+        shape = (stop - start, len(state["seeds"]))
+        return {"sft": np.full(shape, 1.0 - self.lam), "dpo": np.full(shape, self.lam)}
 
 
 def weighted_gaps(lam: float, optima: Mapping[str, float], values: Values) -> dict[str, np.ndarray]:
@@ -157,9 +173,9 @@ def weighted_gaps(lam: float, optima: Mapping[str, float], values: Values) -> di
 def larger_gap(lam: float, gaps: Mapping[str, np.ndarray]) -> Weights:
     """One-hot weights on the larger weighted gap; a tie goes to the objective of larger weight
     (DPO when λ ≥ ½), so that λ = 1 is pure DPO and λ = 0 pure SFT even at an optimum."""
-    tie_to_dpo = lam >= 0.5
-    take_dpo = (gaps["dpo"] > gaps["sft"]) | ((gaps["dpo"] == gaps["sft"]) & tie_to_dpo)
-    return one_hot(take_dpo)
+    if lam >= 0.5:  # ties to DPO: larger, or equal
+        return one_hot(np.greater_equal(gaps["dpo"], gaps["sft"]))
+    return one_hot(np.greater(gaps["dpo"], gaps["sft"]))
 
 
 def _check_optima(optima: Mapping[str, float]) -> dict[str, float]:

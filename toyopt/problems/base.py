@@ -5,6 +5,7 @@ and smoothness bounds) that the convergence checks need."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 
@@ -39,6 +40,16 @@ class Problem(ABC):
     @abstractmethod
     def grad(self, objective: str, theta: np.ndarray) -> np.ndarray:
         """∇f_objective at each row of θ: shape (S, d)."""
+
+    def grad_and_loss(
+        self, objective: str, theta: np.ndarray
+    ) -> tuple[np.ndarray, Callable[[], np.ndarray]]:
+        """∇f at each row of θ, and a function that returns f there: what a gradient step
+        computes (the value is a by-product of the gradient). Problems override this to finish
+        the value only when it is read; the caller may overwrite the gradient and step θ in
+        place, so the function must not depend on either."""
+        value = self.value(objective, theta)
+        return self.grad(objective, theta), lambda: value
 
     @abstractmethod
     def hessian(self, objective: str, theta: np.ndarray) -> np.ndarray:

@@ -57,6 +57,14 @@ class LogLinearProblem(Problem):
             self.sft_prompt, weights=self.sft_weight, minlength=len(phi)
         )
         self.sft_target = self.sft_weight @ phi[self.sft_prompt, self.sft_response]
+        # Response-major constants of the batched kernels below; row r·P + p is φ(p, r) − t.
+        self._shifted = (phi - self.sft_target).transpose(1, 0, 2).reshape(-1, self.dim)
+        pad = np.where(self.mask.T, 0.0, -np.inf)[:, :, None]  # (R, P, 1)
+        self._bias = pad if not self.mask.all() else None
+        self._prompt_weight_col = self.prompt_weight[:, None]
+        self._scaled_delta = self.beta * self.delta  # (J, d)
+        self._ref_margin = (self._scaled_delta @ self.theta_ref)[:, None]  # (J, 1)
+        self._neg_weight = -self.pref_weight[:, None]
 
     # -- policy --------------------------------------------------------------------------
     def _logits(self, theta: np.ndarray) -> np.ndarray:
@@ -73,23 +81,58 @@ class LogLinearProblem(Problem):
         return np.einsum("spr,prd->spd", np.exp(self.log_policy(theta)), self.features)
 
     def _margins(self, theta: np.ndarray) -> np.ndarray:
-        return self.beta * (as_rows(theta) - self.theta_ref) @ self.delta.T  # (S, m)
+        return self._margins_t(as_rows(theta)).T  # (S, m)
 
     # -- objectives ----------------------------------------------------------------------
+    # The toy engine calls these once per step for up to thousands of rows, so they work on
+    # response-major arrays (R, P, S), where reductions over the few responses are elementwise
+    # operations between contiguous rows, and they make few numpy calls (each costs about a
+    # microsecond whatever its size). The logits use φ(p, r) − t, t = Σ_i w_i φ(x_i, y_i) the
+    # SFT target: softmax is unchanged (a shift per prompt) and, as Σ_p w_p = 1,
+    #   f_sft = Σ_p w_p logsumexp_r θ·(φ(p, r) − t),   ∇f_sft = Σ_{p,r} w_p π_θ(r|p) (φ(p, r) − t).
+    def _softmax_parts(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """exp(z − max) (R, P, S), the max (P, S) and the normaliser Σ_r exp(z − max) (P, S)."""
+        z = (self._shifted @ theta.T).reshape(self.mask.shape[1], self.mask.shape[0], -1)
+        if self._bias is not None:
+            z += self._bias  # −inf on padded responses
+        top = z.max(axis=0)
+        z -= top
+        np.exp(z, out=z)
+        return z, top, z.sum(axis=0)
+
+    def _sft_value(self, top: np.ndarray, total: np.ndarray) -> np.ndarray:
+        lse = np.log(total)
+        lse += top
+        return self.prompt_weight @ lse
+
+    def _margins_t(self, theta: np.ndarray) -> np.ndarray:
+        """m = β (θ − θ_ref)·Δφ_j, shape (J, S)."""
+        m = self._scaled_delta @ theta.T
+        m -= self._ref_margin
+        return m
+
     def value(self, objective: str, theta: np.ndarray) -> np.ndarray:
+        theta = as_rows(theta)
         if objective == "sft":
-            lse = _logsumexp(self._logits(theta))  # (S, P)
-            return lse @ self.prompt_weight - as_rows(theta) @ self.sft_target
-        return -log_expit(self._margins(theta)) @ self.pref_weight
+            return self._sft_value(*self._softmax_parts(theta)[1:])
+        return self.pref_weight @ _softplus_neg(self._margins_t(theta))
 
     def grad(self, objective: str, theta: np.ndarray) -> np.ndarray:
+        return self.grad_and_loss(objective, theta)[0]
+
+    def grad_and_loss(self, objective: str, theta: np.ndarray):
+        theta = as_rows(theta)
         if objective == "sft":
-            return (
-                np.einsum("spd,p->sd", self._mean_features(theta), self.prompt_weight)
-                - self.sft_target
-            )
-        coef = expit(-self._margins(theta)) * self.pref_weight  # (S, m)
-        return -self.beta * coef @ self.delta
+            e, top, total = self._softmax_parts(theta)
+            e *= self._prompt_weight_col / total  # w_p π_θ(r|p), (R, P, S)
+            grad = e.reshape(-1, len(theta)).T @ self._shifted
+            return grad, lambda: self._sft_value(top, total)
+        m = self._margins_t(theta)
+        with np.errstate(over="ignore"):  # exp(m) = inf gives σ(−m) = 0, as it should
+            sig = np.exp(m)
+        sig += 1.0
+        np.divide(self._neg_weight, sig, out=sig)  # −w_j σ(−m_j)
+        return sig.T @ self._scaled_delta, lambda: self.pref_weight @ _softplus_neg(m)
 
     def hessian(self, objective: str, theta: np.ndarray) -> np.ndarray:
         theta = np.asarray(theta, dtype=float).reshape(1, -1)
@@ -103,21 +146,27 @@ class LogLinearProblem(Problem):
         c = self.beta**2 * self.pref_weight * expit(m) * expit(-m)
         return np.einsum("j,ji,jk->ik", c, self.delta, self.delta)
 
+    def sample_rows(self, objective: str, seeds: np.ndarray, step: int, batch: int) -> np.ndarray:
+        """Indices (S, B) of ``batch`` data rows per seed, drawn with replacement with
+        probability equal to their data weight, keyed by (seed, step)."""
+        weights = self.sft_weight if objective == "sft" else self.pref_weight
+        u = uniform(np.asarray(seeds)[:, None], step, STREAM_BATCH[objective], np.arange(batch))
+        return np.minimum(np.searchsorted(np.cumsum(weights), u, side="right"), len(weights) - 1)
+
     def sample_grad(
         self, objective: str, theta: np.ndarray, seeds: np.ndarray, step: int, batch: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Draw ``batch`` rows with replacement, with probability equal to their data weight,
-        keyed by (seed, step): the mean per-row gradient is an unbiased estimate of ∇f."""
+        """The mean per-row gradient and loss of the rows :meth:`sample_rows` draws: an unbiased
+        estimate of ∇f."""
         theta = as_rows(theta)
-        weights = self.sft_weight if objective == "sft" else self.pref_weight
-        u = uniform(np.asarray(seeds)[:, None], step, STREAM_BATCH[objective], np.arange(batch))
-        rows = np.minimum(np.searchsorted(np.cumsum(weights), u, side="right"), len(weights) - 1)
+        rows = self.sample_rows(objective, seeds, step, batch)
         idx = np.arange(len(theta))[:, None]
         if objective == "sft":
             p, y = self.sft_prompt[rows], self.sft_response[rows]  # (S, B)
-            log_pi = self.log_policy(theta)[idx, p, y]
-            per_row = self._mean_features(theta)[idx, p] - self.features[p, y]
-            return per_row.mean(axis=1), -log_pi.mean(axis=1)
+            log_pi = self.log_policy(theta)  # (S, P, R)
+            mean = np.einsum("spr,prd->spd", np.exp(log_pi), self.features)
+            per_row = mean[idx, p] - self.features[p, y]
+            return per_row.mean(axis=1), -log_pi[idx, p, y].mean(axis=1)
         m = self._margins(theta)[idx, rows]  # (S, B)
         per_row = -self.beta * expit(-m)[..., None] * self.delta[rows]
         return per_row.mean(axis=1), -log_expit(m).mean(axis=1)
@@ -178,6 +227,16 @@ class LogLinearProblem(Problem):
                 )
             ],
         }
+
+
+def _softplus_neg(m: np.ndarray) -> np.ndarray:
+    """softplus(−m) = −log σ(m) = log1p(exp(−m)); where exp(−m) would overflow (m < −700),
+    max(−m, 0) + log1p(exp(−|m|)) instead (the value is then −m to double precision)."""
+    if m.size and m.min() < -700.0:
+        out = np.log1p(np.exp(-np.abs(m)))
+        out += np.maximum(-m, 0.0)
+        return out
+    return np.log1p(np.exp(-m))
 
 
 def _logsumexp(z: np.ndarray) -> np.ndarray:

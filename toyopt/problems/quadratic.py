@@ -32,6 +32,12 @@ class QuadraticProblem(Problem):
     def grad(self, objective: str, theta: np.ndarray) -> np.ndarray:
         return (as_rows(theta) - self.centers[objective]) @ self.hessians[objective]
 
+    def grad_and_loss(self, objective: str, theta: np.ndarray):
+        r = as_rows(theta) - self.centers[objective]
+        g = r @ self.hessians[objective]
+        value = 0.5 * np.einsum("si,si->s", r, g)  # now: the caller may overwrite g
+        return g, lambda: value
+
     def hessian(self, objective: str, theta: np.ndarray) -> np.ndarray:
         return self.hessians[objective].copy()
 
