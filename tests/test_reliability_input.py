@@ -128,6 +128,17 @@ TOY_CASES = [
                               "sft=nan,dpo=0"], ["optima", "finite"]),
     toy("out into a missing folder", [*RUN, "--out", "{d}/no/such/dir/t.json"], ["no/such/dir"]),
     toy("unknown built-in", ["run", "toy3d", "--rule", "mix", "--steps", "3"], ["toy3d"]),
+    toy("values overflow", ["run", PF, "--rule", "mix", "--steps", "3"],
+        [PF, "field 'sft'", "value of f_sft", "not finite"],
+        [("p.json", json.dumps({"kind": "quadratic", "sft": {"hessian": [[1e200, 0], [0, 1]], "center": [1e200, 0]},
+                                "dpo": {"hessian": [[1, 0], [0, 1]], "center": [0, 1]}}))]),
+    toy("Hessian overflows", ["run", PF, "--rule", "mix", "--steps", "3"],
+        [PF, "field 'features'", "Hessian", "not finite"],
+        [("p.json", toy_file(features=[[[1e300, 0.0], [0.0, 1.0], [0.0, 0.0]]] + TOY["features"][1:]))]),
+    toy("run overflows", ["run", PF, "--rule", "mix", "--steps", "20", "--lr", "1e200", "--schedule", "constant"],
+        [PF, "after 20 steps", "overflowed", "--lr"],
+        [("p.json", json.dumps({"kind": "quadratic", "sft": {"hessian": [[1, 0], [0, 1]], "center": [1, 0]},
+                                "dpo": {"hessian": [[1, 0], [0, 1]], "center": [0, 1]}}))]),
 ]  # fmt: skip
 
 TRAIN = ["--steps", "2", "--batch-size", "2", "--max-length", "24", "--eval-every", "2",

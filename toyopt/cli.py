@@ -124,24 +124,36 @@ def summarise(metrics: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
+def finite_optima(geometry: Geometry, source: str) -> dict[str, float]:
+    """f*_sft and f*_dpo, or one line when computing them overflows."""
+    try:
+        with np.errstate(all="ignore"):
+            f_star = geometry.f_star
+    except (np.linalg.LinAlgError, FloatingPointError) as e:
+        raise ValueError(
+            f"{source}: computing the optima failed ({e}); rescale the problem"
+        ) from None
+    bad = [k for k, v in f_star.items() if not np.isfinite(v)]
+    if bad:
+        raise ValueError(
+            f"{source}: f*_{bad[0]} is {f_star[bad[0]]} (overflow); rescale the problem"
+        )
+    return f_star
+
+
 def run_command(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.seed < 0:
         raise ValueError("--seeds must be >= 1 and --seed >= 0")
     problem = get_problem(args.problem)
     geometry = Geometry(problem)
-    optima = args.optima or geometry.f_star
+    optima = args.optima or finite_optima(geometry, args.problem)
     rule = make_rule(args.rule, args.lam, args.steps, args.switch, optima, args.refresh_every)
     seeds = np.arange(args.seed, args.seed + args.seeds)
     start = time.perf_counter()
-    traj = simulate(
-        problem,
-        rule,
-        args.steps,
-        Schedule(args.schedule, args.lr),
-        seeds,
-        batch=args.batch,
-        progress=args.progress,
-    )
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+        traj = simulate(problem, rule, args.steps, Schedule(args.schedule, args.lr), seeds,
+                        batch=args.batch, progress=args.progress)  # fmt: skip
+        metrics = summarise(geometry.metrics(traj.final, args.lam))
     seconds = time.perf_counter() - start
     report = {
         "rule": args.rule,
@@ -150,11 +162,17 @@ def run_command(args: argparse.Namespace) -> int:
         "seeds": args.seeds,
         "f_sft_star": geometry.f_star["sft"],
         "f_dpo_star": geometry.f_star["dpo"],
-        **summarise(geometry.metrics(traj.final, args.lam)),
+        **metrics,
         "grad_evals": traj.counters.grad_evals,
         "func_evals": traj.counters.func_evals,
         "seconds": seconds,
     }
+    overflowed = [k for k, v in report.items() if isinstance(v, float) and not np.isfinite(v)]
+    if overflowed:
+        raise ValueError(
+            f"{args.problem}: {overflowed[0]} is {report[overflowed[0]]} after {args.steps} steps:"
+            " the run overflowed (lower --lr, or rescale the problem)"
+        )
     if args.out:
         per_step = [summarise(geometry.metrics(theta, args.lam)) for theta in traj.theta]
         args.out.write_text(

@@ -177,7 +177,6 @@ class AccelerateEngine:
     docstring is one call of Accelerate's. Every process runs the same number of forward passes,
     as engines that gather parameters (FSDP) or broadcast buffers (DDP) in forward require."""
 
-
     def __init__(self, cfg):
         from accelerate import Accelerator
 

@@ -82,11 +82,29 @@ def problem_from_dict(data: Any, source: str = "<problem>") -> Problem:
     check = _Checker(source)
     kind = check.get(data, "kind", "")
     if kind == "quadratic":
-        return _quadratic(data, check)
+        return check_finite(_quadratic(data, check), source)
     if kind == "loglinear":
-        return _loglinear(data, check)
+        return check_finite(_loglinear(data, check), source)
     check.fail("kind", f"expected 'loglinear' or 'quadratic', got {json.dumps(kind)[:40]}")
     raise AssertionError  # unreachable
+
+
+def check_finite(problem: Problem, source: str) -> Problem:
+    """f, ∇f and ∇²f of both objectives are finite at the start (numbers that overflow double
+    precision there would turn every metric into NaN), else one line naming the field."""
+    for k in ("sft", "dpo"):
+        field = "features" if problem.kind == "loglinear" else k
+        with np.errstate(all="ignore"):
+            parts = {"the value": problem.value(k, problem.start),
+                     "the gradient": problem.grad(k, problem.start),
+                     "the Hessian": problem.hessian(k, problem.start)}  # fmt: skip
+        for name, value in parts.items():
+            if not np.all(np.isfinite(value)):
+                raise ProblemFormatError(
+                    f"{source}: field '{field}': {name} of f_{k} at the start is not finite"
+                    " (the numbers overflow double precision); rescale the problem"
+                )
+    return problem
 
 
 def load_problem(path: str | Path) -> Problem:
