@@ -137,7 +137,7 @@ def run_command(args: argparse.Namespace) -> int:
         problem,
         rule,
         args.steps,
-        Schedule(args.schedule, args.lr),
+        Schedule(args.schedule, args.lr, args.steps),
         seeds,
         batch=args.batch,
         progress=args.progress,

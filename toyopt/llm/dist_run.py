@@ -29,10 +29,9 @@ import torch
 from toyopt.llm.checkpoint import PREFIX, MetricsLog, checkpoints, load_checkpoint
 from toyopt.llm.distributed import ShardedBackend, evaluate_sharded, make_accelerator
 from toyopt.llm.prepare import prepare
-from toyopt.llm.setup import build_model, build_optimizer, build_rule, reference
+from toyopt.llm.setup import build_model, build_optimizer, build_rule, build_schedule, reference
 from toyopt.llm.train import Diverged, Run, finish, peak_memory, start_run_dir
 from toyopt.rules import state_from_json, state_to_json
-from toyopt.schedules import Schedule
 
 
 class NullLog:
@@ -118,7 +117,7 @@ class DistributedRun(Run):
             seed=cfg.seed, batch_size=cfg.batch_size, beta=cfg.beta, pad_id=self.tok.pad_token_id,
             ref_logps=self.ref.train, ref_fn=self.ref.fn, max_grad_norm=cfg.max_grad_norm or None,
         )  # fmt: skip
-        self.schedule = Schedule(cfg.schedule, cfg.lr)
+        self.schedule = build_schedule(cfg)
         self.state, self.start, elapsed, kept = self.rule.init(np.array([cfg.seed])), 0, 0.0, None
         self.choices: list[str] = []
         found = checkpoints(self.dir) if cfg.resume else []

@@ -13,6 +13,7 @@ import torch
 from toyopt.llm.models import add_lora, load_model
 from toyopt.llm.scoring import pair_logps, reference_fn
 from toyopt.rules import Rule, make_rule
+from toyopt.schedules import Schedule
 
 
 def build_model(cfg):
@@ -98,6 +99,16 @@ def build_rule(cfg) -> Rule:
 
 
 def build_optimizer(cfg, model) -> torch.optim.Optimizer:
+    """The optimizer every rule gets (``cfg.optimizer``, see toyopt.llm.config.OPTIMIZERS)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    betas = (0.9, cfg.adam_beta2)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    betas = (cfg.adam_beta1, cfg.adam_beta2)
     return torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+
+
+def build_schedule(cfg) -> Schedule:
+    """α_t of every rule: ``cfg.schedule`` over the whole budget (both sequential stages)."""
+    return Schedule(cfg.schedule, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)

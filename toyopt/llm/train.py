@@ -32,10 +32,16 @@ from toyopt.llm.checkpoint import MetricsLog, checkpoints, load_checkpoint, save
 from toyopt.llm.config import TrainConfig, save
 from toyopt.llm.prepare import prepare
 from toyopt.llm.scoring import evaluate
-from toyopt.llm.setup import build_model, build_optimizer, build_rule, read_optima, reference
+from toyopt.llm.setup import (
+    build_model,
+    build_optimizer,
+    build_rule,
+    build_schedule,
+    read_optima,
+    reference,
+)
 from toyopt.loop import train
 from toyopt.rules import OBJECTIVES, state_from_json, state_to_json
-from toyopt.schedules import Schedule
 
 IGNORED_ON_RESUME = ("resume", "overwrite", "progress", "threads", "output_dir")
 
@@ -118,7 +124,7 @@ class Run:
             batch_size=cfg.batch_size, beta=cfg.beta, pad_id=self.tok.pad_token_id,
             ref_logps=self.ref.train, ref_fn=self.ref.fn, max_grad_norm=cfg.max_grad_norm or None,
         )  # fmt: skip
-        self.schedule = Schedule(cfg.schedule, cfg.lr)
+        self.schedule = build_schedule(cfg)
         self.state, self.start, elapsed, kept_bytes = (
             self.rule.init(np.array([cfg.seed])),
             0,
