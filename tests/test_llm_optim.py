@@ -1,12 +1,14 @@
 """The trainer's optimizer and schedule options: every rule gets the optimizer and the step sizes
 the config names."""
 
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
-from test_llm_trainer import config, make_backend  # tests/ is on sys.path
+from test_llm_trainer import config, final_params, make_backend, rows_of  # tests/ on sys.path
 
 from toyopt.llm.config import TrainConfig
 from toyopt.llm.models import load_model
@@ -55,3 +57,79 @@ def test_a_run_logs_the_scheduled_learning_rates(tmp_path):
 def test_bad_optimizer_options_are_refused(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(steps=8, **{field: value}).validate()
+
+
+# --- ALRIGHT's optimizer variants (toyopt.llm.optim) ---
+
+
+def test_plain_is_the_unwrapped_optimizer_and_other_rules_ignore_the_option(tmp_path):
+    model, _ = load_model("tiny")
+    assert type(build_optimizer(TrainConfig(rule="alright"), model)) is torch.optim.AdamW
+    assert type(build_optimizer(TrainConfig(rule="mix", alright_step="memory"), model)) is (
+        torch.optim.AdamW
+    )
+    a = run(config(tmp_path, "plain", rule="mix", steps=4), log=lambda s: None)
+    b = run(
+        config(tmp_path, "ignored", rule="mix", steps=4, alright_step="memory"), log=lambda s: None
+    )
+    assert rows_of(a) == rows_of(b)
+
+
+def test_memory_steps_on_the_mixed_latest_gradients():
+    """Step 0 samples SFT, step 1 DPO (λ = 0.5, seed 3): with plain SGD the second update is
+    −lr·(λ·g_dpo(θ₁) + (1 − λ)·g_sft(θ₀)), one gradient computed per step."""
+    model, tok = load_model("tiny")
+    cfg = TrainConfig(rule="alright", lam=0.5, optimizer="sgd", momentum=0.0, lr=0.05,
+                      max_grad_norm=0.0, alright_step="memory")  # fmt: skip
+    backend = make_backend(model, tok, build_optimizer(cfg, model), seed=3)
+    rule = make_rule("alright", 0.5, 4)
+    state, params = rule.init(np.array([3])), list(model.parameters())
+    chosen = [rule.choose(state, t, None)[0] for t in (0, 1)]
+    assert [float(w["dpo"][0]) for w in chosen] == [0.0, 1.0]  # the coin this test relies on
+    g_sft = torch.autograd.grad(backend.compute("sft", 0), params)
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    train(backend, rule, state, 1, build_schedule(cfg))
+    g_dpo = torch.autograd.grad(backend.compute("dpo", 1), params)
+    before = [p.detach().clone() for p in params]
+    calls.clear()
+    train(backend, rule, state, 2, build_schedule(cfg), start=1)
+    assert len(calls) == 1  # one forward (and one gradient) per step
+    for p0, p1, gs, gd in zip(before, params, g_sft, g_dpo):
+        torch.testing.assert_close(
+            p1.detach(), p0 - 0.05 * (0.5 * gd + 0.5 * gs), atol=1e-7, rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize("variant", ["memory", "split-state"])
+def test_variants_cost_one_gradient_per_step_and_resume_exactly(tmp_path, variant):
+    cfg = config(tmp_path, "full", rule="alright", steps=8, save_every=4, alright_step=variant)
+    full = run(cfg, log=lambda s: None)
+    summary = json.loads((full / "summary.json").read_text())
+    assert summary["grad_sft_per_step"] + summary["grad_dpo_per_step"] == 1.0
+    crashed = tmp_path / "crashed"
+    shutil.copytree(full, crashed)
+    shutil.rmtree(crashed / "checkpoints" / "step-000008")
+    shutil.rmtree(crashed / "final")
+    resumed = run(
+        dataclasses.replace(cfg, output_dir=str(crashed), resume=True), log=lambda s: None
+    )
+    assert rows_of(resumed) == rows_of(full)
+    pa, pb = final_params(full), final_params(resumed)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+def test_split_state_moves_only_the_sampled_objectives_moments():
+    model, tok = load_model("tiny")
+    opt = build_optimizer(TrainConfig(rule="alright", alright_step="split-state"), model)
+    backend = make_backend(model, tok, opt, seed=3)
+    rule = make_rule("alright", 0.5, 4)
+    train(backend, rule, rule.init(np.array([3])), 1, build_schedule(TrainConfig()))  # SFT
+    assert opt.by_objective["sft"].state and not opt.by_objective["dpo"].state
+
+
+def test_a_variant_refuses_a_step_it_was_not_told_about():
+    model, _ = load_model("tiny")
+    opt = build_optimizer(TrainConfig(rule="alright", alright_step="memory"), model)
+    with pytest.raises(RuntimeError, match="single-process trainer"):
+        opt.step()

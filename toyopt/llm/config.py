@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from toyopt.llm.optim import ALRIGHT_STEPS
 from toyopt.rules import RULE_NAMES, check_lam
 from toyopt.schedules import SCHEDULES
 
@@ -64,6 +65,12 @@ class TrainConfig:
     schedule: str = opt(
         "constant",
         "learning-rate schedule: " + "; ".join(f"{k} ({v})" for k, v in SCHEDULES.items()),
+    )
+    alright_step: str = opt(
+        "plain",
+        "what the optimizer does with ALRIGHT's one gradient per step (other rules ignore it): "
+        + "; ".join(f"{k}: {v}" for k, v in ALRIGHT_STEPS.items())
+        + " (see toyopt.llm.optim)",
     )
     warmup_steps: int = opt(
         0, "steps of linear warmup from lr/(W+1) to lr before the schedule (any schedule)"
@@ -120,6 +127,11 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        if self.alright_step not in ALRIGHT_STEPS:
+            raise ValueError(
+                f"unknown alright_step {self.alright_step!r}; choose one of"
+                f" {', '.join(ALRIGHT_STEPS)}"
             )
         positive = ("steps", "batch_size", "eval_batch_size", "max_length", "refresh_every",
                     "eval_every", "lr", "beta", "lora_r", "grad_accum")  # fmt: skip

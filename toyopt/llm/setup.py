@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from toyopt.llm.models import add_lora, load_model
+from toyopt.llm.optim import GradientMemory, SplitState
 from toyopt.llm.scoring import pair_logps, reference_fn
 from toyopt.rules import Rule, make_rule
 from toyopt.schedules import Schedule
@@ -98,15 +99,25 @@ def build_rule(cfg) -> Rule:
     return make_rule(cfg.rule, cfg.lam, cfg.steps, cfg.switch, optima, cfg.refresh_every)
 
 
-def build_optimizer(cfg, model) -> torch.optim.Optimizer:
-    """The optimizer every rule gets (``cfg.optimizer``, see toyopt.llm.config.OPTIMIZERS)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def base_optimizer(cfg, params: list) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over ``params`` (see toyopt.llm.config.OPTIMIZERS)."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
     betas = (cfg.adam_beta1, cfg.adam_beta2)
     return torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+
+
+def build_optimizer(cfg, model):
+    """The optimizer every rule gets; for ALRIGHT, wrapped as ``cfg.alright_step`` says
+    (toyopt.llm.optim; ``plain`` is the paper's rule, unwrapped)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.rule != "alright" or cfg.alright_step == "plain":
+        return base_optimizer(cfg, params)
+    if cfg.alright_step == "memory":
+        return GradientMemory(base_optimizer(cfg, params), cfg.lam)
+    return SplitState(lambda: base_optimizer(cfg, params))
 
 
 def build_schedule(cfg) -> Schedule:
