@@ -39,6 +39,7 @@ class Experiment:
     alright: dict = field(default_factory=dict)  # ... for ALRIGHT only
     steps: tuple[float, float] = (1.0, 1.0)  # (ALRIGHT, Mix) budgets in units of --steps
     sweep: bool = False  # run at every --lams value (else λ = 0.5 only)
+    parity: bool = False  # ALRIGHT's budget divided by 1 − λ: as many SFT steps as Mix
     special: str = ""  # "pretrained" or "mild": another model or data set
 
 
@@ -46,12 +47,20 @@ SGD_M = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05}
 SGD = {"optimizer": "sgd", "momentum": 0.0, "lr": 0.1, "max_grad_norm": 0.0, "schedule": "linear"}
 EXPERIMENTS = [
     Experiment("defaults", "(the gap)", "AdamW (0.9, 0.95), constant 1e-3, clip 1.0", sweep=True),
-    Experiment("no-clip", "clipping per objective", "defaults, no clipping", {"max_grad_norm": 0.0}),
+    Experiment("no-clip", "clipping per objective", "defaults, no clipping", {"max_grad_norm": 0.0},
+               sweep=True),
+    Experiment("mix-clip", "clipping per objective", "ALRIGHT clipped by Mix's factor (mix-clip)",
+               alright={"alright_step": "mix-clip"}, sweep=True),
+    Experiment("mix-adam", "Adam's shared moments", "ALRIGHT with mix-clip and Mix's second moment"
+               " estimated per objective (mix-adam)", alright={"alright_step": "mix-adam"},
+               sweep=True),
     Experiment("memory", "clipping and moments see one objective", "ALRIGHT with gradient memory",
                alright={"alright_step": "memory"}, sweep=True),
     Experiment("split-state", "Adam's shared moments", "ALRIGHT with one AdamW state per objective",
                alright={"alright_step": "split-state"}),
     Experiment("linear", "constant step + coin noise", "linear decay to 0", {"schedule": "linear"}),
+    Experiment("mix-clip-linear", "constant step + coin noise", "mix-clip, linear decay to 0",
+               {"schedule": "linear"}, alright={"alright_step": "mix-clip"}, sweep=True),
     Experiment("low-lr", "constant step + coin noise", "constant 3e-4", {"lr": 3e-4}),
     Experiment("sgd-m", "the adaptive optimizer", "SGD momentum 0.9, lr 0.05, clip 1.0", SGD_M),
     Experiment("sgd", "the adaptive optimizer", "plain SGD lr 0.1, linear, no clip", SGD),
@@ -60,6 +69,9 @@ EXPERIMENTS = [
     Experiment("equal-grads-memory", "equal steps vs equal gradients",
                "ALRIGHT with memory gets 2x the steps", alright={"alright_step": "memory"},
                steps=(2.0, 1.0)),
+    Experiment("sft-parity", "equal steps vs equal gradients", "ALRIGHT mix-clip with steps/(1-λ),"
+               " as many SFT steps as Mix", alright={"alright_step": "mix-clip"}, parity=True,
+               sweep=True),
     Experiment("pretrained", "from scratch vs pretrained", "tiny pretrained first (both answers)",
                special="pretrained"),
     Experiment("mild", "the task's extreme conflict", "rejected = the list reversed, not the SFT"
@@ -94,7 +106,8 @@ def specs(exp: Experiment, lams, seeds, steps: int, root: Path, extra: dict) -> 
     """One spec per (rule, λ, seed); the run directory is named by a hash of the config."""
     out = []
     for lam in lams if exp.sweep else [0.5]:
-        for rule, factor in (("alright", exp.steps[0]), ("mix", exp.steps[1])):
+        parity = 1 / (1 - lam) if exp.parity and lam < 1 else 1.0
+        for rule, factor in (("alright", exp.steps[0] * parity), ("mix", exp.steps[1])):
             for seed in seeds:
                 config = {"rule": rule, "lam": lam, "seed": seed, "steps": int(factor * steps),
                           "eval_every": max(int(factor * steps) // 8, 1), "save_every": 0,

@@ -101,7 +101,29 @@ def test_memory_steps_on_the_mixed_latest_gradients():
         )
 
 
-@pytest.mark.parametrize("variant", ["memory", "split-state"])
+def test_mix_clip_scales_both_objectives_by_the_factor_mix_would_use():
+    """Step 0 samples SFT, step 1 DPO (seed 3); plain SGD, τ = 2: the DPO step is
+    −lr·g_dpo·min(1, τ / (λ‖g_dpo‖ + (1 − λ)‖g_sft‖)), although ‖g_dpo‖ alone is below τ."""
+    model, tok = load_model("tiny")
+    cfg = TrainConfig(rule="alright", lam=0.5, optimizer="sgd", momentum=0.0, lr=0.05,
+                      max_grad_norm=2.0, alright_step="mix-clip")  # fmt: skip
+    backend = make_backend(model, tok, build_optimizer(cfg, model), seed=3)
+    backend.max_grad_norm = cfg.max_grad_norm
+    rule, params = make_rule("alright", 0.5, 4), list(model.parameters())
+    state = rule.init(np.array([3]))
+    norm = lambda gs: float(torch.linalg.vector_norm(torch.stack([g.norm() for g in gs])))  # noqa: E731
+    n_sft = norm(torch.autograd.grad(backend.compute("sft", 0), params))
+    train(backend, rule, state, 1, build_schedule(cfg))
+    g_dpo = torch.autograd.grad(backend.compute("dpo", 1), params)
+    factor = min(1.0, 2.0 / (0.5 * norm(g_dpo) + 0.5 * n_sft))
+    assert norm(g_dpo) < 2.0 and factor < 0.8  # plain clipping would leave this step alone
+    before = [p.detach().clone() for p in params]
+    train(backend, rule, state, 2, build_schedule(cfg), start=1)
+    for p0, p1, g in zip(before, params, g_dpo):
+        torch.testing.assert_close(p1.detach(), p0 - 0.05 * factor * g, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["memory", "mix-clip", "mix-adam", "split-state"])
 def test_variants_cost_one_gradient_per_step_and_resume_exactly(tmp_path, variant):
     cfg = config(tmp_path, "full", rule="alright", steps=8, save_every=4, alright_step=variant)
     full = run(cfg, log=lambda s: None)
@@ -133,3 +155,31 @@ def test_a_variant_refuses_a_step_it_was_not_told_about():
     opt = build_optimizer(TrainConfig(rule="alright", alright_step="memory"), model)
     with pytest.raises(RuntimeError, match="single-process trainer"):
         opt.step()
+
+
+def test_mix_adam_is_adamw_at_lam_zero_and_scales_by_the_mix_weight():
+    """λ = 0: only SFT steps, v = v_sft, so mix-adam is AdamW (clipping included). λ = 0.5: the
+    first (SFT) step moves each weight by lr/(1 − λ), not lr: Mix's √v would be (1 − λ)|g|."""
+    ends = []
+    for step in ("plain", "mix-adam"):
+        model, tok = load_model("tiny")
+        cfg = TrainConfig(rule="alright", lam=0.0, alright_step=step, max_grad_norm=1.0)
+        backend = make_backend(model, tok, build_optimizer(cfg, model), seed=3)
+        backend.max_grad_norm = cfg.max_grad_norm
+        rule = make_rule("alright", 0.0, 5)
+        train(backend, rule, rule.init(np.array([3])), 5, build_schedule(cfg))
+        ends.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*ends):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    model, tok = load_model("tiny")
+    cfg = TrainConfig(rule="alright", lam=0.5, alright_step="mix-adam", max_grad_norm=0.0)
+    backend = make_backend(model, tok, build_optimizer(cfg, model), seed=3)
+    before = [p.detach().clone() for p in model.parameters()]
+    rule = make_rule("alright", 0.5, 4)
+    train(backend, rule, rule.init(np.array([3])), 1, build_schedule(cfg))  # step 0: SFT
+    moved = torch.cat(
+        [(p.detach() - b).abs().flatten() for p, b in zip(model.parameters(), before)]
+    )
+    # lr / (1 − λ) = 2e-3 where |g| >> eps (AdamW would move them by lr = 1e-3), never more
+    assert float(moved.max()) <= 2e-3 * 1.001
+    assert float(moved[moved > 0].median()) == pytest.approx(2e-3, rel=1e-3)

@@ -33,9 +33,10 @@ class TorchBackend:
     """Steps ``optimizer`` along Σ_k w_k ∇f_k, calling only the closures with w_k > 0.
 
     ``max_grad_norm`` (optional) clips the total gradient norm before the update. An optimizer
-    with an ``on_gradients(weights)`` method is told the step's weights after the backward pass
-    and before clipping (the ALRIGHT variants of :mod:`toyopt.llm.optim` need to know which
-    objective the gradient came from); any other optimizer is used as it is.
+    with an ``on_gradients(weights, max_grad_norm)`` method is handed the gradient after the
+    backward pass, with the step's weights, and clips it itself (the ALRIGHT variants of
+    :mod:`toyopt.llm.optim` need to know which objective the gradient came from); any other
+    optimizer is used as it is.
     """
 
     def __init__(
@@ -66,9 +67,9 @@ class TorchBackend:
         self.optimizer.zero_grad(set_to_none=True)
         losses = {k: self.loss(k, step, grad=True) for k in OBJECTIVES if w[k] > 0}
         self.backward(sum(w[k] * loss for k, loss in losses.items()))
-        if hasattr(self.optimizer, "on_gradients"):
-            self.optimizer.on_gradients(w)
-        if self.max_grad_norm is not None:
+        if hasattr(self.optimizer, "on_gradients"):  # it transforms and clips .grad itself
+            self.optimizer.on_gradients(w, self.max_grad_norm)
+        elif self.max_grad_norm is not None:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
         self.optimizer.step()

@@ -133,6 +133,8 @@ class TrainConfig:
                 f"unknown alright_step {self.alright_step!r}; choose one of"
                 f" {', '.join(ALRIGHT_STEPS)}"
             )
+        if self.alright_step == "mix-adam" and self.optimizer != "adamw":
+            raise ValueError("alright_step mix-adam needs optimizer adamw")
         positive = ("steps", "batch_size", "eval_batch_size", "max_length", "refresh_every",
                     "eval_every", "lr", "beta", "lora_r", "grad_accum")  # fmt: skip
         if self.precision not in ("auto", "fp32", "bf16"):

@@ -1,30 +1,37 @@
 """What the optimizer does with ALRIGHT's one gradient per step (``alright_step``).
 
 ALRIGHT's promise, E[step] = ∇f_mix,λ (the paper's Algorithm 2), holds for a step that is linear
-in the gradient: plain SGD. The trainer's step is not: the gradient is clipped to a total norm and
-then preconditioned by AdamW's moments, both nonlinear. When the two objectives' gradients differ
-in size (on the tiny model ‖∇f_sft‖ ≈ 6 and ‖∇f_dpo‖ ≈ 0.7, since DPO's gradient carries the
-factor β = 0.1), clipping each sampled gradient and normalising it by moments that follow the
-latest gradients give the smaller objective about as much movement as the larger one, so ALRIGHT
-settles where λ_eff·(small) balances (1 − λ_eff)·(large) with λ_eff well above λ: it leans towards
-that objective (benchmarks/alright_gap.py measures it). The choices:
+in the gradient with a coefficient that does not depend on the coin. Gradient clipping breaks it:
+the trainer clips the gradient of the step, which for ALRIGHT is the sampled objective's alone,
+so each objective is scaled by its own factor min(1, τ/‖∇f_k‖). On the tiny model ‖∇f_sft‖ is
+about 6 and ‖∇f_dpo‖ about 0.7 (DPO's gradient carries β = 0.1): every SFT step is cut to 1/6,
+DPO steps almost never, and ALRIGHT descends λ·∇f_dpo + (1 − λ)·∇f_sft/6, a different trade-off
+that leans to DPO. Mix clips the sum, which rescales it without turning it
+(``python -m benchmarks.alright_gap`` measures this on the tiny model and on toy problems).
 
-- ``plain``: the paper's rule, the optimizer steps on the sampled objective's gradient g_k.
+- ``plain``: the paper's rule: the optimizer clips and steps on the sampled objective's gradient.
+- ``mix-clip``: the sampled gradient g_k is clipped by one factor for both objectives, the one Mix
+  would use for a mixed gradient of norm λ·n_dpo + (1 − λ)·n_sft, n_j the norm of objective j's
+  latest gradient (the triangle bound on ‖λ g_dpo + (1 − λ) g_sft‖; two numbers of state). The
+  factor then barely depends on the coin, so E[step] ∝ ∇f_mix,λ again; the step stays below
+  τ/min(λ, 1 − λ) in norm.
 - ``memory``: a per-objective gradient memory (SAG, Le Roux et al. 2012): ĝ_k ← g_k for the
-  sampled objective k, and the optimizer steps on λ·ĝ_dpo + (1 − λ)·ĝ_sft, an estimate of
+  sampled objective, and the optimizer clips and steps on λ·ĝ_dpo + (1 − λ)·ĝ_sft, an estimate of
   ∇f_mix,λ whose other term is a few steps old (ĝ_k = 0 until objective k was first sampled). The
-  clipping and the moments then see a gradient like Mix's. Still one gradient per step; memory:
-  two copies of the trainable parameters, kept in the optimizer state (checkpointed).
+  clipping and AdamW's moments then see a gradient like Mix's. Memory: two copies of the
+  trainable parameters, kept in the optimizer state (checkpointed).
 - ``split-state``: one optimizer (its own moments) per objective; a step uses the sampled
-  objective's. A diagnostic: each objective's steps are then normalised by its own scale.
+  objective's. A diagnostic for the hypothesis that sharing AdamW's moments is the problem.
 
-Both wrappers need to know which objective a step used: :meth:`TorchBackend.step` calls
-``optimizer.on_gradients(weights)`` after the backward pass and before clipping, so they run in
-the single-process trainer; elsewhere their ``step`` raises instead of silently training plain.
+Every variant computes one gradient per step. They need to know which objective a step used:
+:meth:`toyopt.torch_backend.TorchBackend.step` calls ``optimizer.on_gradients(weights,
+max_grad_norm)`` after the backward pass and leaves the clipping to it, so they run in the
+single-process trainer; elsewhere their ``step`` raises instead of silently training plain.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -34,33 +41,54 @@ if TYPE_CHECKING:  # torch stays out of the config's imports
     import torch
 
 ALRIGHT_STEPS: dict[str, str] = {
-    "plain": "the paper's ALRIGHT: the optimizer steps on the sampled objective's gradient",
+    "plain": "the paper's ALRIGHT: the sampled objective's gradient, clipped on its own",
+    "mix-clip": "the sampled gradient clipped by a factor common to both objectives (the one"
+    " Mix would use, from each objective's latest gradient norm)",
     "memory": "the optimizer steps on lam*g_dpo + (1-lam)*g_sft, each g the latest gradient of"
-    " that objective (SAG memory; one gradient per step, +2 copies of the trainable weights)",
-    "split-state": "one optimizer state (AdamW moments) per objective; a step uses the sampled"
-    " objective's (a diagnostic)",
+    " that objective (SAG memory; +2 copies of the trainable weights)",
+    "mix-adam": "mix-clip, and AdamW's second moment kept per objective and combined as Mix's"
+    " would be (adamw only; +1 copy of the trainable weights)",
+    "split-state": "one optimizer state (AdamW moments) per objective (a diagnostic)",
 }
 
 
+def clip_(params: list, max_norm: float | None, norm: float | None = None) -> float:
+    """Clip the gradients of ``params`` to total norm ``max_norm`` as if their norm were ``norm``
+    (default: their actual norm; ``max_norm`` None: leave them); returns the actual norm. With the
+    defaults this is ``torch.nn.utils.clip_grad_norm_``."""
+    import torch
+
+    grads = [p.grad for p in params if p.grad is not None]
+    actual = torch.nn.utils.get_total_norm(grads)
+    if max_norm is not None:
+        scale_by = actual if norm is None else torch.tensor(norm)
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, scale_by)
+    return float(actual)
+
+
 class _Wrapper:
-    """An optimizer in front of ``base``: the backend sets the learning rate on ``param_groups``
-    and calls ``on_gradients`` before ``step``."""
+    """An optimizer in front of ``base``: the backend sets the learning rate on ``param_groups``,
+    hands over the gradient with ``on_gradients`` (this object clips it), then calls ``step``."""
 
     def __init__(self, base: torch.optim.Optimizer):
         self.base = base
         self.param_groups = base.param_groups
         self._told: str | None = None  # the objective of the gradients now in .grad
 
-    def on_gradients(self, weights: dict[str, float]) -> None:
+    def on_gradients(self, weights: dict[str, float], max_norm: float | None) -> None:
         on = [k for k in OBJECTIVES if weights[k] > 0]
         self._told = on[0] if len(on) == 1 else "mix"
-        self.transform(weights)
+        self.transform(weights, max_norm)
 
-    def transform(self, weights: dict[str, float]) -> None:
-        pass
+    def transform(self, weights: dict[str, float], max_norm: float | None) -> None:
+        clip_(self.params(), max_norm)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self._take()
+        self.base.step()
 
     def _take(self) -> str:
         if self._told is None:
@@ -75,6 +103,81 @@ class _Wrapper:
         return [p for g in self.param_groups for p in g["params"]]
 
 
+class MixClip(_Wrapper):
+    """ALRIGHT clipped by a factor common to both objectives (module docstring, ``mix-clip``)."""
+
+    def __init__(self, base: torch.optim.Optimizer, lam: float):
+        super().__init__(base)
+        self.mix = {"sft": 1.0 - lam, "dpo": lam}
+        self.norms: dict[str, float] = {}
+
+    def transform(self, weights: dict[str, float], max_norm: float | None) -> None:
+        on = [k for k in OBJECTIVES if weights[k] > 0]
+        if len(on) != 1:  # a step on both objectives is clipped as it is
+            clip_(self.params(), max_norm)
+            return
+        self.norms[on[0]] = clip_(self.params(), None) / weights[on[0]]
+        bound = sum(self.mix[k] * n for k, n in self.norms.items())
+        if math.isfinite(bound):  # a non-finite loss is the trainer's to report
+            clip_(self.params(), max_norm, norm=bound * weights[on[0]])
+
+    def state_dict(self) -> dict:
+        return {"base": self.base.state_dict(), "norms": dict(self.norms)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.base.load_state_dict(state["base"])
+        self.norms = {k: float(v) for k, v in state["norms"].items()}
+
+
+class MixAdam(MixClip):
+    """AdamW whose second moment estimates Mix's from per-objective ones (``mix-adam``).
+
+    Mix's AdamW divides by √v of the mixed gradient. Here the first moment m is AdamW's (an EMA of
+    the sampled gradients, so E[m] ∝ ∇f_mix,λ); each objective k keeps its own second moment v_k,
+    updated on its own steps (bias-corrected by their count n_k), and the step is
+    −lr·m̂ / (√(Σ_k w_k² v̂_k) + ε), w = (1 − λ, λ): the estimate of Mix's v with the cross term
+    left out. Where only one objective acts, the step is as large as Mix's every step, not only on
+    that objective's steps; where both act, its zero is Mix's. Gradients are clipped as in
+    ``mix-clip``. ``base`` (an AdamW) supplies the parameter groups and hyperparameters only.
+    """
+
+    def __init__(self, base: torch.optim.Optimizer, lam: float):
+        super().__init__(base, lam)
+        self.steps = {"all": 0, "sft": 0, "dpo": 0}
+        self.moments: list[dict[str, torch.Tensor]] = []
+
+    def step(self) -> None:
+        import torch
+
+        told = self._take()
+        if told == "mix":
+            raise RuntimeError("mix-adam steps on one objective at a time")
+        self.steps["all"] += 1
+        self.steps[told] += 1
+        params = self.params()
+        if not self.moments:
+            self.moments = [{k: torch.zeros_like(p) for k in ("m", *OBJECTIVES)} for p in params]
+        group = self.param_groups[0]
+        (b1, b2), eps, lr, wd = group["betas"], group["eps"], group["lr"], group["weight_decay"]
+        seen = [k for k in OBJECTIVES if self.steps[k] > 0]
+        for p, mom in zip(params, self.moments):
+            if p.grad is None:
+                continue
+            mom["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
+            mom[told].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            v = sum(self.mix[k] ** 2 * mom[k] / (1 - b2 ** self.steps[k]) for k in seen)
+            p.data.mul_(1 - lr * wd)
+            p.data.addcdiv_(mom["m"], v.sqrt().add_(eps), value=-lr / (1 - b1 ** self.steps["all"]))
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "steps": dict(self.steps), "moments": self.moments}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.steps = {k: int(v) for k, v in state["steps"].items()}
+        self.moments = [dict(m) for m in state["moments"]]
+
+
 class GradientMemory(_Wrapper):
     """ALRIGHT with a per-objective gradient memory (module docstring, ``memory``)."""
 
@@ -83,21 +186,19 @@ class GradientMemory(_Wrapper):
         self.mix = {"sft": 1.0 - lam, "dpo": lam}
         self.memory: dict[str, list[torch.Tensor]] = {}
 
-    def transform(self, weights: dict[str, float]) -> None:
+    def transform(self, weights: dict[str, float], max_norm: float | None) -> None:
         on = [k for k in OBJECTIVES if weights[k] > 0]
-        if len(on) != 1:  # a step on both objectives needs no memory
-            return
         params = self.params()
-        self.memory[on[0]] = [
-            p.detach().new_zeros(p.shape) if p.grad is None else p.grad.detach() / weights[on[0]]
-            for p in params
-        ]
-        for i, p in enumerate(params):
-            p.grad = sum(self.mix[k] * mem[i] for k, mem in self.memory.items())
-
-    def step(self) -> None:
-        self._take()
-        self.base.step()
+        if len(on) == 1:  # a step on both objectives needs no memory
+            self.memory[on[0]] = [
+                p.detach().new_zeros(p.shape)
+                if p.grad is None
+                else p.grad.detach() / weights[on[0]]
+                for p in params
+            ]
+            for i, p in enumerate(params):
+                p.grad = sum(self.mix[k] * mem[i] for k, mem in self.memory.items())
+        clip_(params, max_norm)
 
     def state_dict(self) -> dict:
         return {"base": self.base.state_dict(), "memory": self.memory}

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from toyopt.llm.models import add_lora, load_model
-from toyopt.llm.optim import GradientMemory, SplitState
+from toyopt.llm.optim import GradientMemory, MixAdam, MixClip, SplitState
 from toyopt.llm.scoring import pair_logps, reference_fn
 from toyopt.rules import Rule, make_rule
 from toyopt.schedules import Schedule
@@ -117,6 +117,10 @@ def build_optimizer(cfg, model):
         return base_optimizer(cfg, params)
     if cfg.alright_step == "memory":
         return GradientMemory(base_optimizer(cfg, params), cfg.lam)
+    if cfg.alright_step == "mix-clip":
+        return MixClip(base_optimizer(cfg, params), cfg.lam)
+    if cfg.alright_step == "mix-adam":
+        return MixAdam(base_optimizer(cfg, params), cfg.lam)
     return SplitState(lambda: base_optimizer(cfg, params))
 
 
