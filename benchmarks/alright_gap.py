@@ -40,7 +40,7 @@ class Experiment:
     steps: tuple[float, float] = (1.0, 1.0)  # (ALRIGHT, Mix) budgets in units of --steps
     sweep: bool = False  # run at every --lams value (else λ = 0.5 only)
     parity: bool = False  # ALRIGHT's budget divided by 1 − λ: as many SFT steps as Mix
-    special: str = ""  # "pretrained" or "mild": another model or data set
+    special: str = ""  # "pretrained", "mild" or "shared": another model or data set
 
 
 SGD_M = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05}
@@ -74,6 +74,9 @@ EXPERIMENTS = [
                sweep=True),
     Experiment("pretrained", "from scratch vs pretrained", "tiny pretrained first (both answers)",
                special="pretrained"),
+    Experiment("shared-prompts", "telling SFT prompts from DPO prompts", "pairs on the SFT prompts;"
+               " ALRIGHT mix-clip", alright={"alright_step": "mix-clip"}, sweep=True,
+               special="shared"),
     Experiment("mild", "the task's extreme conflict", "rejected = the list reversed, not the SFT"
                " answer", special="mild"),
 ]  # fmt: skip
@@ -186,6 +189,8 @@ def main(argv=None) -> str:
             extra["model"] = probes.pretrain_tiny(root / "pretrained", 3 * a.steps // 2 + 600)
         elif exp.special == "mild":
             extra.update(probes.mild_data(root / "mild-data"))
+        elif exp.special == "shared":
+            extra.update(probes.shared_prompt_data(root / "shared-data"))
         todo += specs(exp, lams, range(a.seeds), a.steps, root, extra)
     results = []
     if todo:
@@ -203,7 +208,7 @@ def main(argv=None) -> str:
                    f"{a.seeds} seeds)\n", lm_table(results), ""]  # fmt: skip
         (root / "results.json").write_text(json.dumps(results, indent=1))
     if "toy" in wanted:
-        with tqdm(total=24, desc="toy runs") as bar:
+        with tqdm(total=8 * len(probes.VARIANTS), desc="toy runs") as bar:
             text = probes.toy_table(a.toy_steps, 2 if a.quick else 4, bar)
         report += ["## Toy problems, torch backend, AdamW (0.9, 0.95), constant 0.01, exact "
                    f"gradients: f_mix gap of the mean last-quarter iterate ({a.toy_steps} steps)\n",

@@ -7,7 +7,8 @@
   the trainer with the same coins: a defect in the trainer would show as a difference.
 - :func:`pretrain_tiny`: the tiny model briefly pretrained (next-token loss on answers of both
   kinds, new word lists) and saved, for the from-scratch hypothesis.
-- :func:`mild_data`: preference data whose rejected answer is *not* the SFT answer.
+- :func:`mild_data`: preference data whose rejected answer is *not* the SFT answer;
+  :func:`shared_prompt_data`: preference pairs on the SFT prompts.
 - :func:`first_token_split`: where a held-out SFT loss comes from: the first answer token (the
   conflict: P("Sure") there) or the rest (copying the list).
 """
@@ -49,15 +50,15 @@ def toy_run(problem, rule: str, lam: float, steps: int, clip, variant: str, seed
     """Mean iterate over the last quarter of a run (the centre the constant step circles)."""
     import torch
 
-    from toyopt.llm.optim import GradientMemory
+    from toyopt.llm.optim import GradientMemory, MixClip
     from toyopt.loop import train
     from toyopt.rules import make_rule
     from toyopt.schedules import Schedule
 
     theta = torch.nn.Parameter(torch.tensor(problem.start, dtype=torch.float64))
     opt = torch.optim.AdamW([theta], lr=0.01, betas=(0.9, 0.95), weight_decay=0.0)
-    if variant == "memory":
-        opt = GradientMemory(opt, lam)
+    if rule == "alright" and variant != "plain":
+        opt = {"memory": GradientMemory, "mix-clip": MixClip}[variant](opt, lam)
     tail: list[np.ndarray] = []
 
     def keep(t, *_):
@@ -70,8 +71,11 @@ def toy_run(problem, rule: str, lam: float, steps: int, clip, variant: str, seed
     return np.mean(tail, axis=0)
 
 
+VARIANTS = (("mix", "plain"), ("alright", "plain"), ("alright", "mix-clip"), ("alright", "memory"))
+
+
 def toy_table(steps: int, seeds: int, bar) -> str:
-    """ALRIGHT (plain, memory) against Mix on toy2d and loglinear5d, λ = 0.25 and 0.75, with
+    """ALRIGHT (plain, mix-clip, memory) against Mix on toy2d and loglinear5d, λ = 0.25 and 0.75, with
     no clipping and with a threshold τ = half the smaller gradient norm at θ*_λ (so it binds)."""
     from toyopt.pareto import Geometry
     from toyopt.problems import get_problem
@@ -85,11 +89,7 @@ def toy_table(steps: int, seeds: int, bar) -> str:
             norms = [float(np.linalg.norm(problem.grad(k, star))) for k in ("sft", "dpo")]
             for clip in (None, min(norms) / 2):
                 cells = []
-                for rule, variant in (
-                    ("mix", "plain"),
-                    ("alright", "plain"),
-                    ("alright", "memory"),
-                ):
+                for rule, variant in VARIANTS:
                     ends = [
                         toy_run(problem, rule, lam, steps, clip, variant, s) for s in range(seeds)
                     ]
@@ -99,7 +99,7 @@ def toy_table(steps: int, seeds: int, bar) -> str:
                 tau = "off" if clip is None else f"{clip:.3f}"
                 rows.append([name, lam, f"{norms[0]:.3f} / {norms[1]:.3f}", tau, *cells])
     header = ["problem", "λ", "‖∇f_sft‖ / ‖∇f_dpo‖ at θ*_λ", "clip τ", "Mix", "ALRIGHT",
-              "ALRIGHT memory"]  # fmt: skip
+              "ALRIGHT mix-clip", "ALRIGHT memory"]  # fmt: skip
     return table(header, rows)
 
 
@@ -186,6 +186,23 @@ def mild_data(out: Path) -> dict[str, str]:
         for r in rows:
             r["rejected"] = " ".join(reversed(r["rejected"].split()))
         files[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    names = {"sft_train": "sft_data", "sft_eval": "sft_eval", "pref_train": "pref_data",
+             "pref_eval": "pref_eval"}  # fmt: skip
+    return {names[k]: str(v) for k, v in files.items()}
+
+
+def shared_prompt_data(out: Path) -> dict[str, str]:
+    """The synthetic files with the preference pairs asked on the SFT prompts (train on train,
+    held-out on held-out): a model can no longer serve both objectives on the training rows by
+    telling the SFT prompts from the preference prompts."""
+    from toyopt.llm.synthetic import PREAMBLE, make_data
+
+    files = make_data(out)
+    for sft, pref in (("sft_train", "pref_train"), ("sft_eval", "pref_eval")):
+        rows = [json.loads(s) for s in files[sft].read_text().splitlines()]
+        pairs = [{"prompt": r["prompt"], "chosen": f"{PREAMBLE} {r['completion']}",
+                  "rejected": r["completion"]} for r in rows]  # fmt: skip
+        files[pref].write_text("".join(json.dumps(r) + "\n" for r in pairs))
     names = {"sft_train": "sft_data", "sft_eval": "sft_eval", "pref_train": "pref_data",
              "pref_eval": "pref_eval"}  # fmt: skip
     return {names[k]: str(v) for k, v in files.items()}

@@ -1,14 +1,19 @@
-"""The trainer's optimizer and schedule options: every rule gets the optimizer and the step sizes
-the config names."""
+"""The trainer's optimizer and schedule options (every rule gets the optimizer and the step sizes
+the config names) and ALRIGHT's step variants (toyopt.llm.optim): each computes one gradient per
+step, resumes exactly, takes the step its docstring states, and with ``plain`` (or another rule)
+the trainer is unchanged."""
 
-import dataclasses
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
-from test_llm_trainer import config, final_params, make_backend, rows_of  # tests/ on sys.path
+from test_llm_trainer import (  # tests/ is on sys.path
+    assert_resume_equals_full_run,
+    config,
+    make_backend,
+    rows_of,
+)
 
 from toyopt.llm.config import TrainConfig
 from toyopt.llm.models import load_model
@@ -129,16 +134,7 @@ def test_variants_cost_one_gradient_per_step_and_resume_exactly(tmp_path, varian
     full = run(cfg, log=lambda s: None)
     summary = json.loads((full / "summary.json").read_text())
     assert summary["grad_sft_per_step"] + summary["grad_dpo_per_step"] == 1.0
-    crashed = tmp_path / "crashed"
-    shutil.copytree(full, crashed)
-    shutil.rmtree(crashed / "checkpoints" / "step-000008")
-    shutil.rmtree(crashed / "final")
-    resumed = run(
-        dataclasses.replace(cfg, output_dir=str(crashed), resume=True), log=lambda s: None
-    )
-    assert rows_of(resumed) == rows_of(full)
-    pa, pb = final_params(full), final_params(resumed)
-    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert_resume_equals_full_run(cfg, full, tmp_path)
 
 
 def test_split_state_moves_only_the_sampled_objectives_moments():
