@@ -163,7 +163,7 @@ def main(argv=None) -> str:
     p.add_argument("--steps", type=int, default=1600, help="the budget (default 1600)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default 3)")
     p.add_argument("--lams", default="0.25,0.5,0.75",
-                   help="λ values of the defaults and memory rows (others: 0.5)")  # fmt: skip
+                   help="λ values of the rows run at several λ (the others: 0.5)")  # fmt: skip
     p.add_argument("--only", nargs="+", choices=[e.key for e in EXPERIMENTS] + ["toy", "loop"],
                    help="run these sections only (default: all)")  # fmt: skip
     p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
