@@ -138,3 +138,16 @@ def test_benchmarks_md_keeps_the_gpu_section_that_no_cpu_module_writes():
     assert sections["gpu_check"].startswith("### GPU check")
     marks = [x.splitlines()[0] for x in run_all.assemble({"gpu_check": "g\n", **sections})]
     assert marks[-1] == "<!-- section: gpu_check -->" and len(marks) == len(set(marks))
+
+
+def test_alright_gap_report_and_the_hand_written_loop(tmp_path):
+    """The trainer's ALRIGHT equals ALRIGHT written out by hand (same coins, batches, losses,
+    clipping and AdamW), parameter for parameter; the report's table has one row per λ."""
+    from benchmarks import alright_gap, alright_probes
+
+    gap = alright_probes.hand_loop_gap(tmp_path / "loop", steps=6)
+    assert gap["max_param_diff"] == 0.0 and abs(gap["dpo_share"] - 0.5) < 0.02
+    args = ["--steps", "8", "--seeds", "1", "--lams", "0.25,0.75", "--only", "defaults"]
+    text = alright_gap.main([*args, "--out", str(tmp_path / "report")])
+    body = [r for r in rows(text) if r[0] == "(the gap)"]
+    assert [r[2] for r in body] == ["0.25", "0.75"] and all(r[-1] in ("yes", "no") for r in body)

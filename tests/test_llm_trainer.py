@@ -147,14 +147,18 @@ def test_a_resumed_run_equals_the_uninterrupted_run(tmp_path, save_every):
         tmp_path, "full", rule="maxright", optima="zero", steps=12, save_every=save_every,
         refresh_every=3,
     )  # fmt: skip
-    full = run(cfg, log=lambda s: None)
+    assert_resume_equals_full_run(cfg, run(cfg, log=lambda s: None), tmp_path)
+
+
+def assert_resume_equals_full_run(cfg, full, tmp_path) -> None:
+    """A copy of the finished run ``full`` crashed after its last-but-one checkpoint (more steps
+    logged, one row half-written) and resumed ends with the same metrics rows and parameters."""
     crashed = tmp_path / "crashed"
     shutil.copytree(full, crashed)
-    # the crash: after the last-but-one checkpoint more steps were logged, one row half-written
-    shutil.rmtree(crashed / "checkpoints" / "step-000012")
+    shutil.rmtree(crashed / "checkpoints" / f"step-{cfg.steps:06d}")
     shutil.rmtree(crashed / "final")
     with open(crashed / "metrics.jsonl", "a") as f:
-        f.write('{"step": 11, "objec')
+        f.write(f'{{"step": {cfg.steps - 1}, "objec')
     resumed = run(
         dataclasses.replace(cfg, output_dir=str(crashed), resume=True), log=lambda s: None
     )

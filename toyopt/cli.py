@@ -151,7 +151,7 @@ def run_command(args: argparse.Namespace) -> int:
     seeds = np.arange(args.seed, args.seed + args.seeds)
     start = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
-        traj = simulate(problem, rule, args.steps, Schedule(args.schedule, args.lr), seeds,
+        traj = simulate(problem, rule, args.steps, Schedule(args.schedule, args.lr, args.steps), seeds,
                         batch=args.batch, progress=args.progress)  # fmt: skip
         metrics = summarise(geometry.metrics(traj.final, args.lam))
     seconds = time.perf_counter() - start

@@ -64,6 +64,10 @@ class TorchBackend:
     processes and A micro-batches each, every share is back-propagated times W·A, because
     the engines average gradients over processes and micro-batches; the update is then the one
     of the summed objective (the single-process update, up to float rounding).
+
+    An optimizer with an ``on_gradients(weights, max_grad_norm)`` method is handed the gradient
+    after the backward pass, with the step's weights, and clips it itself (the ALRIGHT variants
+    of :mod:`toyopt.llm.optim` need to know which objective the gradient came from).
     """
 
     model: torch.nn.Module | None = None
@@ -140,7 +144,9 @@ class TorchBackend:
                 self.engine.backward(total if scale == 1 else scale * total)
             for k in on:
                 local[k] += float(parts[k].detach())
-        if self.max_grad_norm is not None and self.engine.sync_gradients:
+        if hasattr(self.optimizer, "on_gradients"):  # it transforms and clips .grad itself
+            self.optimizer.on_gradients(w, self.max_grad_norm)
+        elif self.max_grad_norm is not None and self.engine.sync_gradients:
             self.engine.clip_grad_norm_(self.parameters(), self.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

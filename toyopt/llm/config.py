@@ -12,8 +12,14 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from toyopt.llm.optim import ALRIGHT_STEPS
 from toyopt.rules import RULE_NAMES, check_lam
 from toyopt.schedules import SCHEDULES
+
+OPTIMIZERS: dict[str, str] = {
+    "adamw": "torch.optim.AdamW with betas (adam_beta1, adam_beta2), the paper's and TRL's",
+    "sgd": "torch.optim.SGD with heavy-ball momentum (momentum 0: the step the theory analyses)",
+}
 
 
 def opt(default, help: str):
@@ -49,10 +55,29 @@ class TrainConfig:
     max_length: int = opt(128, "maximum tokens per sequence (prompt cut from the left first)")
     output_dir: str = opt("runs/llm", "run directory: config, metrics.jsonl, checkpoints")
     seed: int = opt(0, "seed of the rule's coin and of the data order (counter-based)")
-    lr: float = opt(
-        1e-3, "AdamW learning rate (1e-3 suits tiny; use ~1e-4 with LoRA on real models)"
+    optimizer: str = opt(
+        "adamw",
+        "optimizer of every rule: " + "; ".join(f"{k} ({v})" for k, v in OPTIMIZERS.items()),
     )
-    schedule: str = opt("constant", "learning-rate schedule: " + ", ".join(SCHEDULES))
+    lr: float = opt(
+        1e-3, "peak learning rate (AdamW: 1e-3 suits tiny; use ~1e-4 with LoRA on real models)"
+    )
+    schedule: str = opt(
+        "constant",
+        "learning-rate schedule: " + "; ".join(f"{k} ({v})" for k, v in SCHEDULES.items()),
+    )
+    alright_step: str = opt(
+        "plain",
+        "what the optimizer does with ALRIGHT's one gradient per step (other rules ignore it): "
+        + "; ".join(f"{k}: {v}" for k, v in ALRIGHT_STEPS.items())
+        + " (see toyopt.llm.optim)",
+    )
+    warmup_steps: int = opt(
+        0, "steps of linear warmup from lr/(W+1) to lr before the schedule (any schedule)"
+    )
+    min_lr_ratio: float = opt(
+        0.0, "linear/cosine: decay to this fraction of lr (TRL: 0; OpenRLHF's cosine: 0.1)"
+    )
     batch_size: int = opt(8, "SFT sequences / preference pairs per optimizer step")
     grad_accum: int = opt(
         1,
@@ -66,8 +91,12 @@ class TrainConfig:
     eval_batch_size: int = opt(32, "rows per forward pass in evaluation and reference scoring")
     beta: float = opt(0.1, "DPO inverse temperature beta")
     max_grad_norm: float = opt(1.0, "gradient clipping threshold on the total norm (0: off)")
-    weight_decay: float = opt(0.0, "AdamW weight decay")
+    weight_decay: float = opt(
+        0.0, "weight decay (AdamW: decoupled, as the paper's runs; SGD: added to the gradient)"
+    )
+    adam_beta1: float = opt(0.9, "AdamW beta1 (the paper's runs used betas 0.9, 0.95)")
     adam_beta2: float = opt(0.95, "AdamW beta2 (the paper's runs used betas 0.9, 0.95)")
+    momentum: float = opt(0.9, "SGD heavy-ball momentum (0: plain SGD)")
     eval_every: int = opt(
         25, "evaluate on held-out data every N steps (and at steps 0 and the end)"
     )
@@ -95,6 +124,17 @@ class TrainConfig:
             raise ValueError(
                 f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
             )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        if self.alright_step not in ALRIGHT_STEPS:
+            raise ValueError(
+                f"unknown alright_step {self.alright_step!r}; choose one of"
+                f" {', '.join(ALRIGHT_STEPS)}"
+            )
+        if self.alright_step == "mix-adam" and self.optimizer != "adamw":
+            raise ValueError("alright_step mix-adam needs optimizer adamw")
         positive = ("steps", "batch_size", "eval_batch_size", "max_length", "refresh_every",
                     "eval_every", "lr", "beta", "lora_r", "grad_accum")  # fmt: skip
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -102,7 +142,14 @@ class TrainConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("lam", "lr", "beta", "max_grad_norm", "weight_decay", "adam_beta2"):
+        for name in ("adam_beta1", "adam_beta2", "momentum"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps must lie in [0, steps), got {self.warmup_steps}")
+        for name in ("lam", "lr", "beta", "max_grad_norm", "weight_decay"):
             if not math.isfinite(getattr(self, name)):  # inf passes "> 0" but no run can use it
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
         if self.max_length < 2:

@@ -1,8 +1,16 @@
 """From examples to token tensors: prompt template, truncation, padding, label masks.
 
 Template: the tokenizer's chat template when it has one (the prompt becomes a user turn and the
-generation prompt is appended), else ``"User: {prompt}\\nAssistant: "``. The response is tokenized
-separately and followed by the end-of-sequence token, so its tokens never merge with the prompt's.
+generation prompt is appended), else ``"User: {prompt}\\nAssistant: "``.
+
+Boundary (TRL's convention): the prompt text and the response text are tokenized *together*, and
+the response starts where that tokenization first differs from the prompt's own tokenization
+(:func:`split_at_boundary`). So the ids of a row are exactly the tokenizer's encoding of
+``prompt_text + response`` (then the end-of-sequence token): with the fallback template the
+prompt's trailing space merges into the response's first word (``"Assistant:" + " Sure"``), instead
+of a lone space token ending the prompt and the word tokenized without its space (``"Su" "re"``),
+a split no pretrained model saw. For a preference pair the boundary is the first position where
+the prompt, chosen or rejected tokenization differ, so both rows share one prompt.
 
 Truncation policy (``max_length`` tokens in all): the response keeps at most
 ``max_length − min(len(prompt), max_length // 2)`` tokens (cut at its end), then the prompt is cut
@@ -39,6 +47,24 @@ def _ids(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def common_prefix(*seqs: list[int]) -> int:
+    """Length of the longest common prefix of the sequences."""
+    n = min(len(s) for s in seqs)
+    return next((i for i in range(n) if len({s[i] for s in seqs}) > 1), n)
+
+
+def split_at_boundary(
+    tokenizer, prompt: str, responses: list[str]
+) -> tuple[list[int], list[list[int]]]:
+    """(prompt ids, [response ids, …]) with each prompt + response equal to the encoding of the
+    concatenated text, the prompt ids being their common prefix with the prompt's own encoding
+    (TRL's convention; the module docstring says why)."""
+    alone = _ids(tokenizer, prompt)
+    full = [_ids(tokenizer, prompt + r) for r in responses]
+    start = common_prefix(alone, *full)
+    return full[0][:start], [f[start:] for f in full]
+
+
 def fit(prompt: list[int], responses: list[list[int]], max_length: int) -> tuple[list, list]:
     """Apply the truncation policy to one prompt and its response(s)."""
     if max_length < 2:
@@ -60,8 +86,10 @@ class Encoded:
 def encode_sft(tokenizer, examples: list[SFTExample], max_length: int) -> Encoded:
     rows, truncated = [], 0
     for ex in examples:
-        prompt = _ids(tokenizer, prompt_text(tokenizer, ex.prompt))
-        response = _ids(tokenizer, ex.completion) + [tokenizer.eos_token_id]
+        prompt, (response,) = split_at_boundary(
+            tokenizer, prompt_text(tokenizer, ex.prompt), [ex.completion]
+        )
+        response = response + [tokenizer.eos_token_id]
         p, (r,) = fit(prompt, [response], max_length)
         truncated += len(p) + len(r) < len(prompt) + len(response)
         rows.append((p, r))
@@ -72,9 +100,9 @@ def encode_pref(tokenizer, examples: list[PrefExample], max_length: int) -> Enco
     """Rows 2i and 2i+1 are the chosen and rejected sequences of pair i."""
     rows, truncated = [], 0
     for ex in examples:
-        prompt = _ids(tokenizer, prompt_text(tokenizer, ex.prompt))
-        eos = [tokenizer.eos_token_id]
-        full = [_ids(tokenizer, ex.chosen) + eos, _ids(tokenizer, ex.rejected) + eos]
+        text = prompt_text(tokenizer, ex.prompt)
+        prompt, responses = split_at_boundary(tokenizer, text, [ex.chosen, ex.rejected])
+        full = [r + [tokenizer.eos_token_id] for r in responses]
         p, (c, r) = fit(prompt, full, max_length)
         truncated += len(p) < len(prompt) or len(c) < len(full[0]) or len(r) < len(full[1])
         rows += [(p, c), (p, r)]

@@ -12,8 +12,10 @@ import torch
 
 from toyopt.llm.checkpoint import CorruptFile
 from toyopt.llm.models import add_lora, load_model
+from toyopt.llm.optim import GradientMemory, MixAdam, MixClip, SplitState
 from toyopt.llm.scoring import pair_logps, reference_fn
 from toyopt.rules import Rule, make_rule
+from toyopt.schedules import Schedule
 
 
 def build_model(cfg):
@@ -115,7 +117,31 @@ def build_rule(cfg) -> Rule:
     return make_rule(cfg.rule, cfg.lam, cfg.steps, cfg.switch, optima, cfg.refresh_every)
 
 
-def build_optimizer(cfg, model) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    betas = (0.9, cfg.adam_beta2)
+def base_optimizer(cfg, params: list) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over ``params`` (see toyopt.llm.config.OPTIMIZERS)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    betas = (cfg.adam_beta1, cfg.adam_beta2)
     return torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+
+
+def build_optimizer(cfg, model):
+    """The optimizer every rule gets; for ALRIGHT, wrapped as ``cfg.alright_step`` says
+    (toyopt.llm.optim; ``plain`` is the paper's rule, unwrapped)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.rule != "alright" or cfg.alright_step == "plain":
+        return base_optimizer(cfg, params)
+    if cfg.alright_step == "memory":
+        return GradientMemory(base_optimizer(cfg, params), cfg.lam)
+    if cfg.alright_step == "mix-clip":
+        return MixClip(base_optimizer(cfg, params), cfg.lam)
+    if cfg.alright_step == "mix-adam":
+        return MixAdam(base_optimizer(cfg, params), cfg.lam)
+    return SplitState(lambda: base_optimizer(cfg, params))
+
+
+def build_schedule(cfg) -> Schedule:
+    """α_t of every rule: ``cfg.schedule`` over the whole budget (both sequential stages)."""
+    return Schedule(cfg.schedule, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)

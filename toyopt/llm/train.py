@@ -41,10 +41,16 @@ from toyopt.llm.engine import make_engine, peak_memory
 from toyopt.llm.prepare import prepare
 from toyopt.llm.rundir import claim
 from toyopt.llm.scoring import evaluate
-from toyopt.llm.setup import build_model, build_optimizer, build_rule, read_optima, reference
+from toyopt.llm.setup import (
+    build_model,
+    build_optimizer,
+    build_rule,
+    build_schedule,
+    read_optima,
+    reference,
+)
 from toyopt.loop import train
 from toyopt.rules import OBJECTIVES, state_from_json, state_to_json
-from toyopt.schedules import Schedule
 
 IGNORED_ON_RESUME = ("resume", "overwrite", "progress", "threads", "output_dir")
 
@@ -156,6 +162,11 @@ class Run:
         self.ref = engine.main_then_all(
             lambda: reference(cfg, self.model, self.tok, self.data, self.dir, engine.device)
         )
+        if cfg.rule == "alright" and cfg.alright_step != "plain" and engine.num_processes > 1:
+            raise ValueError(  # their gradient norms would be per process (per shard)
+                f"--alright-step {cfg.alright_step} runs on one process; use plain under"
+                " accelerate launch"
+            )
         self.model, self.optimizer = engine.prepare(self.model, build_optimizer(cfg, self.model))
         self.backend = LMBackend(
             self.model, self.optimizer, self.data.sft_train, self.data.pref_train, seed=cfg.seed,
@@ -163,7 +174,7 @@ class Run:
             ref_logps=self.ref.train, ref_fn=self.ref.fn, max_grad_norm=cfg.max_grad_norm or None,
             engine=engine,
         )  # fmt: skip
-        self.schedule = Schedule(cfg.schedule, cfg.lr)
+        self.schedule = build_schedule(cfg)
         self.state, self.start, self.choices = self.rule.init(np.array([cfg.seed])), 0, []
         self.fingerprint = engine.from_main(self._fingerprint)
         found = engine.from_main(self._resume_point) if cfg.resume else None
