@@ -121,7 +121,8 @@ def hand_loop_gap(out: Path, steps: int, lam: float = 0.5, seed: int = 0) -> dic
     from toyopt.rng import STREAM_BATCH, STREAM_CHOICE, uniform
 
     cfg = TrainConfig(rule="alright", lam=lam, seed=seed, steps=steps, output_dir=str(out),
-                      overwrite=True, progress=False, save_every=0, eval_every=steps)  # fmt: skip
+                      overwrite=True, progress=False, save_every=0, eval_every=steps,
+                      alright_step="plain", schedule="constant")  # the paper's rule, by hand  # fmt: skip
     trained = run(cfg, log=lambda s: None)
     model, tok = load_model("tiny")
     data = prepare(cfg, tok, out / "hand")

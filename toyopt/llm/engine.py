@@ -110,6 +110,9 @@ class LocalEngine(SingleProcess):
     def same_everywhere(self, text: str) -> bool:
         return True
 
+    def check_alright_step(self, cfg) -> None:
+        """Every ALRIGHT variant of toyopt.llm.optim runs on one process."""
+
     def wait(self) -> None:
         pass
 
@@ -246,6 +249,19 @@ class AccelerateEngine:
 
     def any_process(self, flag: bool) -> bool:
         return float(self.reduce_sum(torch.tensor([float(flag)]))[0]) > 0
+
+    def check_alright_step(self, cfg) -> None:
+        """The ALRIGHT variants read gradient norms after the backward pass: right under DDP
+        (every process holds the averaged gradient), wrong where gradients are sharded (FSDP)
+        or held by the engine (DeepSpeed); ``split-state`` keeps a second, unprepared optimizer."""
+        if cfg.rule != "alright" or cfg.alright_step == "plain":
+            return
+        kind = self.acc.distributed_type.value
+        if kind in ("FSDP", "DEEPSPEED") or cfg.alright_step == "split-state":
+            raise ValueError(
+                f"--alright-step {cfg.alright_step} does not run with accelerate ({kind});"
+                " use --alright-step plain there"
+            )
 
     def same_everywhere(self, text: str) -> bool:
         from accelerate.utils import gather_object

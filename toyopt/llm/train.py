@@ -162,12 +162,8 @@ class Run:
         self.ref = engine.main_then_all(
             lambda: reference(cfg, self.model, self.tok, self.data, self.dir, engine.device)
         )
-        if cfg.rule == "alright" and cfg.alright_step != "plain" and engine.num_processes > 1:
-            raise ValueError(  # their gradient norms would be per process (per shard)
-                f"--alright-step {cfg.alright_step} runs on one process; use plain under"
-                " accelerate launch"
-            )
-        self.model, self.optimizer = engine.prepare(self.model, build_optimizer(cfg, self.model))
+        engine.check_alright_step(cfg)
+        self.optimizer = build_optimizer(cfg, self.model, self._prepare_with_model)
         self.backend = LMBackend(
             self.model, self.optimizer, self.data.sft_train, self.data.pref_train, seed=cfg.seed,
             batch_size=cfg.batch_size, beta=cfg.beta, pad_id=self.tok.pad_token_id,
@@ -190,6 +186,11 @@ class Run:
     def _claim(self) -> Path:
         self.owned = start_run_dir(self.cfg)
         return self.owned.path
+
+    def _prepare_with_model(self, optimizer):
+        """The engine prepares the model and its optimizer together (FSDP needs both)."""
+        self.model, optimizer = self.engine.prepare(self.model, optimizer)
+        return optimizer
 
     def _prepare(self):
         if self.engine.is_main:
