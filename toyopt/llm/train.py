@@ -136,13 +136,15 @@ def write_config(cfg: TrainConfig, run: Path) -> None:
 class Run:
     """One training run on one engine: its pieces, its metrics log and its checkpoints."""
 
-    def __init__(self, cfg: TrainConfig, log=print, engine=None):
+    def __init__(self, cfg: TrainConfig, log=print, engine=None, rule=None):
+        """``rule``: a rule object to train with instead of ``cfg.rule`` (from the Python API,
+        e.g. a rule of your own, or the broken variants of proofs_check)."""
         cfg.validate()
         self.engine = engine = engine or make_engine(cfg)
         main = engine.is_main
         self.cfg = cfg if main else dataclasses.replace(cfg, progress=False)
         self.log = log if main else (lambda s: None)
-        self.rule = build_rule(cfg)
+        self.rule = rule or build_rule(cfg)
         self.owned = None
         self.dir = Path(engine.from_main(lambda: str(self._claim())))
         try:
@@ -344,7 +346,8 @@ def summary(run_dir: Path, cfg: TrainConfig, engine_info: dict) -> dict:
     return out
 
 
-def run(cfg: TrainConfig, log=print) -> Path:
-    """Train as ``cfg`` says; returns the run directory. Under ``accelerate launch`` (several
-    processes, an engine), with grad_accum > 1 or with bf16 the Accelerate engine runs."""
-    return Run(cfg, log).train()
+def run(cfg: TrainConfig, log=print, rule=None) -> Path:
+    """Train as ``cfg`` says (with ``rule`` instead of ``cfg.rule`` if given); returns the run
+    directory. Under ``accelerate launch`` (several processes, an engine), with grad_accum > 1
+    or with bf16 the Accelerate engine runs."""
+    return Run(cfg, log, rule=rule).train()
