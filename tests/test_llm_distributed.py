@@ -193,7 +193,7 @@ def test_fsdp2_on_cpu_processes_is_refused_not_run_as_another_engine(tmp_path):
 def test_the_accelerate_engine_places_the_model_before_the_reference_pass(tmp_path, monkeypatch):
     """Run scores the reference log-probs with the placed model before ``prepare``: the model must
     be on the engine's device by then (it stayed on the CPU while the batches went to the GPU)."""
-    from toyopt.llm.engine import AccelerateEngine
+    from toyopt.llm.accelerate_engine import AccelerateEngine
 
     for key in ("WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
         monkeypatch.delenv(key, raising=False)

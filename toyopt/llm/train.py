@@ -34,25 +34,23 @@ import numpy as np
 import torch
 
 from toyopt.llm import checkpoint as ckpt
+from toyopt.llm.accelerate_engine import AccelerateEngine
 from toyopt.llm.backend import LMBackend
 from toyopt.llm.checkpoint import CorruptFile, MetricsLog, NullLog, write_json
-from toyopt.llm.config import TrainConfig, save
-from toyopt.llm.engine import make_engine, peak_memory
+from toyopt.llm.config import TrainConfig
+from toyopt.llm.engine import LocalEngine, peak_memory, wanted
 from toyopt.llm.prepare import prepare
-from toyopt.llm.rundir import claim
+from toyopt.llm.rundir import changed_fields, data_changes, resume_view, start_run_dir, write_config
 from toyopt.llm.scoring import evaluate
 from toyopt.llm.setup import (
     build_model,
     build_optimizer,
     build_rule,
     build_schedule,
-    read_optima,
     reference,
 )
 from toyopt.loop import train
 from toyopt.rules import OBJECTIVES, state_from_json, state_to_json
-
-IGNORED_ON_RESUME = ("resume", "overwrite", "progress", "threads", "output_dir")
 
 
 class Diverged(RuntimeError):
@@ -83,54 +81,6 @@ def objective_label(weights) -> str:
     """ "sft" or "dpo" for a step on one objective, "mix" for a step on both."""
     on = [k for k in OBJECTIVES if float(np.asarray(weights[k])[0]) > 0]
     return on[0] if len(on) == 1 else "mix"
-
-
-def resume_view(cfg: TrainConfig) -> dict:
-    """The config fields a resumed run must keep (how to run it may change, not what it is)."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_ON_RESUME}
-
-
-def changed_fields(old: dict, new: dict) -> list[str]:
-    default = TrainConfig().to_dict()  # a field added since the run started has its default
-    return [k for k in new if k in default and old.get(k, default[k]) != new[k]]
-
-
-def data_changes(old: dict, new: dict) -> list[str]:
-    """What differs between two data fingerprints (rows used, then file contents)."""
-    out = []
-    for name, now in new.items():
-        was = old.get(name, {})
-        if was.get("rows") != now["rows"]:
-            out.append(f"{name}: {was.get('rows')} rows, now {now['rows']}")
-        elif was.get("sha256") != now["sha256"]:
-            out.append(f"{name}: the file's content changed ({now['source']})")
-    return out
-
-
-def start_run_dir(cfg: TrainConfig):
-    """Claim the run directory (and on resume check the config it was started with)."""
-    owned = claim(cfg.output_dir, "run", resume=cfg.resume, overwrite=cfg.overwrite)
-    run = owned.path
-    saved = run / "config.json"
-    if saved.is_file() and cfg.resume:
-        try:
-            old = json.loads(saved.read_text())
-        except (ValueError, UnicodeDecodeError):
-            owned.release()
-            raise CorruptFile(f"{saved}: unreadable; cannot check --resume") from None
-        diff = changed_fields(old, resume_view(cfg))
-        if diff:
-            owned.release()
-            raise ValueError(f"{saved}: --resume with a different config ({', '.join(diff)})")
-    return owned
-
-
-def write_config(cfg: TrainConfig, run: Path) -> None:
-    """The resolved config (and MAXRIGHT's optima) of a run that starts from step 0."""
-    save(cfg, run)
-    optima = read_optima(cfg.optima) if cfg.rule == "maxright" else None
-    if optima is not None:
-        write_json(run / "optima.json", optima)
 
 
 class Run:
@@ -344,6 +294,12 @@ def summary(run_dir: Path, cfg: TrainConfig, engine_info: dict) -> dict:
         out[f"func_{k}_per_step"] = float(np.mean([f"value_{k}" in r for r in steps]))
     out.update(final=[r for r in rows if "eval_sft" in r][-1], **peak_memory(), **engine_info)
     return out
+
+
+def make_engine(cfg: TrainConfig):
+    """The Accelerate engine where ``cfg`` needs it (:func:`toyopt.llm.engine.wanted`), else the
+    local one."""
+    return AccelerateEngine(cfg) if wanted(cfg) else LocalEngine()
 
 
 def run(cfg: TrainConfig, log=print, rule=None) -> Path:
