@@ -71,7 +71,10 @@ def run_all(quick: bool, only: str | None, parser: argparse.ArgumentParser) -> l
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="proofs_check",
-        description="Numerical checks of the paper's claims C1-C6 with explicit constants.",
+        description=(
+            "Numerical checks of the paper's claims C1-C6 with explicit constants, and of its"
+            " language-model claims L1-L3 on the tiny model."
+        ),
         epilog="\n".join(f"{k}: {v}" for k, v in CLAIMS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
