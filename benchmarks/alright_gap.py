@@ -1,12 +1,18 @@
 """Why ALRIGHT lands away from Mix's trade-off on the tiny model: one experiment per hypothesis.
 
-``python -m benchmarks.alright_gap`` trains ALRIGHT and Mix on the tiny model (synthetic data,
-the trainer's defaults unless a row says otherwise) for each configuration and seed, and writes a
+``python -m benchmarks.alright_gap`` trains ALRIGHT and Mix on the tiny model (synthetic data)
+for each configuration and seed, and writes a
 Markdown report: held-out (eval_sft, eval_dpo, f_mix,λ) after the budget (from summary.json),
 mean ± sd over seeds; P("Sure") at the first answer position and the NLL of the rest of the answer
 on the held-out SFT rows (is the loss the trade-off's first token, or the copy?); the ratio of the
 f_mix values and whether ALRIGHT is within the goal, f_mix(ALRIGHT) ≤ 1.15·f_mix(Mix) + 0.05. Then
 the toy problems through the torch backend, and ALRIGHT against a hand-written loop.
+
+Two protocols. The diagnosis rows start from the trainer's settings before this study (``OLD``:
+the tiny model from random weights, constant lr 1e-3, ALRIGHT's plain step, 1600 steps) and
+change one thing each. The remedy rows (keys ``now…``) start from today's defaults (the tiny model
+pretrained on copy text, lr 1e-3 decayed linearly, ALRIGHT's ``mix-clip`` step, 400 steps) and
+take one of the two remedies back at a time, or change the schedule or the budget.
 
 Runs are cached under ``--out`` by their configuration, so an interrupted report resumes. Each run
 uses one torch thread; ``--jobs`` runs that many at once (run the whole under ``nice``).
@@ -20,7 +26,7 @@ import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -40,11 +46,60 @@ class Experiment:
     steps: tuple[float, float] = (1.0, 1.0)  # (ALRIGHT, Mix) budgets in units of --steps
     sweep: bool = False  # run at every --lams value (else λ = 0.5 only)
     parity: bool = False  # ALRIGHT's budget divided by 1 − λ: as many SFT steps as Mix
-    special: str = ""  # "pretrained", "mild" or "shared": another model or data set
+    special: str = ""  # "mild" or "shared": another data set
+    protocol: tuple = ()  # config fields both rules start from (OLD or today's defaults)
 
 
 SGD_M = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05}
 SGD = {"optimizer": "sgd", "momentum": 0.0, "lr": 0.1, "max_grad_norm": 0.0, "schedule": "linear"}
+# the trainer's settings when the gap was found; the diagnosis rows change one thing each
+OLD = (("model", "tiny-random"), ("schedule", "constant"), ("alright_step", "plain"))
+NOW = (0.25, 0.25)  # today's default budget, 400 steps, in units of --steps (1600)
+REMEDY = [
+    Experiment(
+        "now",
+        "(the remedies)",
+        "defaults: tiny pretrained on copy text, linear decay, ALRIGHT mix-clip, 400 steps",
+        steps=NOW,
+        sweep=True,
+    ),
+    Experiment(
+        "now-plain",
+        "clipping per objective",
+        "defaults, but ALRIGHT's plain step",
+        alright={"alright_step": "plain"},
+        steps=NOW,
+        sweep=True,
+    ),
+    Experiment(
+        "now-random",
+        "from scratch vs pretrained",
+        "defaults, but tiny from random weights",
+        {"model": "tiny-random"},
+        steps=NOW,
+        sweep=True,
+    ),
+    Experiment(
+        "now-random-plain",
+        "clipping and pretraining",
+        "defaults, but random weights and ALRIGHT's plain step",
+        {"model": "tiny-random"},
+        alright={"alright_step": "plain"},
+        steps=NOW,
+        sweep=True,
+    ),
+    Experiment(
+        "now-constant",
+        "constant step + coin noise",
+        "defaults, but constant lr",
+        {"schedule": "constant"},
+        steps=NOW,
+        sweep=True,
+    ),
+    Experiment(
+        "now-200", "the budget", "defaults, but 200 steps", steps=(0.125, 0.125), sweep=True
+    ),
+]
 EXPERIMENTS = [
     Experiment("defaults", "(the gap)", "AdamW (0.9, 0.95), constant 1e-3, clip 1.0", sweep=True),
     Experiment("no-clip", "clipping per objective", "defaults, no clipping", {"max_grad_norm": 0.0},
@@ -72,14 +127,15 @@ EXPERIMENTS = [
     Experiment("sft-parity", "equal steps vs equal gradients", "ALRIGHT mix-clip with steps/(1-λ),"
                " as many SFT steps as Mix", alright={"alright_step": "mix-clip"}, parity=True,
                sweep=True),
-    Experiment("pretrained", "from scratch vs pretrained", "tiny pretrained first (both answers)",
-               special="pretrained"),
+    Experiment("pretrained", "from scratch vs pretrained", "tiny pretrained on copy text"
+               " (the package's tiny)", {"model": "tiny"}),
     Experiment("shared-prompts", "telling SFT prompts from DPO prompts", "pairs on the SFT prompts;"
                " ALRIGHT mix-clip", alright={"alright_step": "mix-clip"}, sweep=True,
                special="shared"),
     Experiment("mild", "the task's extreme conflict", "rejected = the list reversed, not the SFT"
                " answer", special="mild"),
 ]  # fmt: skip
+EXPERIMENTS = [replace(e, protocol=OLD) for e in EXPERIMENTS] + REMEDY
 
 
 def run_one(spec: dict) -> dict:
@@ -114,8 +170,8 @@ def specs(exp: Experiment, lams, seeds, steps: int, root: Path, extra: dict) -> 
             for seed in seeds:
                 config = {"rule": rule, "lam": lam, "seed": seed, "steps": int(factor * steps),
                           "eval_every": max(int(factor * steps) // 8, 1), "save_every": 0,
-                          "progress": False, "threads": 1, "overwrite": True, **exp.both,
-                          **extra}  # fmt: skip
+                          "progress": False, "threads": 1, "overwrite": True,
+                          **dict(exp.protocol), **exp.both, **extra}  # fmt: skip
                 if rule == "alright":
                     config.update(exp.alright)
                 digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
@@ -185,9 +241,7 @@ def main(argv=None) -> str:
     todo = []
     for exp in (e for e in EXPERIMENTS if e.key in wanted):
         extra = {}
-        if exp.special == "pretrained":
-            extra["model"] = probes.pretrain_tiny(root / "pretrained", 3 * a.steps // 2 + 600)
-        elif exp.special == "mild":
+        if exp.special == "mild":
             extra.update(probes.mild_data(root / "mild-data"))
         elif exp.special == "shared":
             extra.update(probes.shared_prompt_data(root / "shared-data"))
@@ -215,7 +269,7 @@ def main(argv=None) -> str:
                    text, ""]  # fmt: skip
     if "loop" in wanted:
         gap = probes.hand_loop_gap(root / "hand-loop", 100 if a.quick else 400)
-        report += ["## ALRIGHT against a hand-written loop (defaults, λ = 0.5, seed 0)\n",
+        report += ["## ALRIGHT against a hand-written loop (the paper's rule: plain step, constant lr; λ = 0.5, seed 0)\n",
                    f"max |θ_trainer − θ_hand| = {gap['max_param_diff']:.3g}; share of DPO steps"
                    f" over 10 000 coins = {gap['dpo_share']:.4f}\n"]  # fmt: skip
     report.append(f"Total {time.perf_counter() - t0:.0f} s; load average at the end "

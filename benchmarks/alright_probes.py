@@ -121,7 +121,8 @@ def hand_loop_gap(out: Path, steps: int, lam: float = 0.5, seed: int = 0) -> dic
     from toyopt.rng import STREAM_BATCH, STREAM_CHOICE, uniform
 
     cfg = TrainConfig(rule="alright", lam=lam, seed=seed, steps=steps, output_dir=str(out),
-                      overwrite=True, progress=False, save_every=0, eval_every=steps)  # fmt: skip
+                      overwrite=True, progress=False, save_every=0, eval_every=steps,
+                      alright_step="plain", schedule="constant")  # the paper's rule, by hand  # fmt: skip
     trained = run(cfg, log=lambda s: None)
     model, tok = load_model("tiny")
     data = prepare(cfg, tok, out / "hand")
@@ -147,32 +148,6 @@ def hand_loop_gap(out: Path, steps: int, lam: float = 0.5, seed: int = 0) -> dic
 
 
 # ---- data and model variants -------------------------------------------------------------------
-
-
-def pretrain_tiny(out: Path, steps: int) -> str:
-    """Train the tiny model for ``steps`` steps (cosine, lr 3e-3) on 2048 answers to new word
-    lists, half of them opened with "Sure!", and return the saved model's directory."""
-    from toyopt.llm.config import TrainConfig
-    from toyopt.llm.synthetic import PREAMBLE, make_data, make_rows
-    from toyopt.llm.train import run
-
-    final = out / "final"
-    if (final / "config.json").is_file():
-        return str(final)
-    rows = make_rows("sft_train", seed=7, n=2048)  # fine-tuning uses seed 0: other word lists
-    for i, r in enumerate(rows):
-        if i % 2:
-            r["completion"] = f"{PREAMBLE} {r['completion']}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    files = make_data(out / "data")
-    cfg = TrainConfig(rule="sequential-sft-dpo", switch=steps, steps=steps, lr=3e-3,
-                      schedule="cosine", warmup_steps=steps // 30, sft_data=str(out / "corpus.jsonl"),
-                      sft_eval=str(files["sft_eval"]), pref_data=str(files["pref_train"]),
-                      pref_eval=str(files["pref_eval"]), output_dir=str(out), overwrite=True,
-                      progress=False, save_every=0, eval_every=steps)  # fmt: skip
-    run(cfg, log=lambda s: None)
-    return str(final)
 
 
 def mild_data(out: Path) -> dict[str, str]:

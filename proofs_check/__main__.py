@@ -56,7 +56,8 @@ def emit(text: str, block: str, path: Path | None) -> None:
 def run_all(quick: bool, only: str | None, parser: argparse.ArgumentParser) -> list[Record]:
     todo = jobs(quick=quick)
     if only:
-        todo = [j for j in todo if j[0].split()[0] == only.upper()]
+        key = "L" if only.upper() in ("L1", "L2", "L3") else only.upper()  # one job: L1-L3
+        todo = [j for j in todo if j[0].split()[0] == key]
         if not todo:
             parser.error(f"--only: unknown claim {only!r}; choose one of {', '.join(CLAIMS)}")
     records = []
@@ -76,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="reduced instances and budgets")
     parser.add_argument("--json", action="store_true", help="print the records as a JSON list")
-    parser.add_argument("--only", metavar="CLAIM", help="run only one claim, e.g. C2")
+    parser.add_argument(
+        "--only", metavar="CLAIM", help="run only one claim, e.g. C2 (L: the language-model claims)"
+    )
     parser.add_argument(
         "--markdown",
         action="store_true",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from proofs_check import llm
 from proofs_check.c1_sequential import check_c1
 from proofs_check.c2_alright import check_c2
 from proofs_check.c3_maxright import check_c3
@@ -28,7 +29,7 @@ from toyopt.pareto import Geometry
 from toyopt.problems import get_problem
 from toyopt.problems.loglinear import LogLinearProblem
 from toyopt.rng import STREAM_BATCH, uniform
-from toyopt.rules import AlRight, Mix, Rule, State
+from toyopt.rules import AlRight, Mix, Rule, Sequential, State
 from toyopt.schedules import Schedule
 
 
@@ -75,6 +76,40 @@ class NeverZero(AsksForValues):
     def choose(self, state, step, values):
         weights, state = self.inner.choose(state, step, values)
         return {k: np.maximum(w, 1e-12) for k, w in weights.items()}, state
+
+
+@dataclass(frozen=True)
+class SwitchTo:
+    """The rule ``first`` for steps < ``at``, then the rule ``then``: a sequential run whose
+    second stage is not what it says (both rules stateless)."""
+
+    first: Rule
+    then: Rule
+    at: int
+
+    @property
+    def name(self) -> str:
+        return self.first.name
+
+    def _now(self, step: int) -> Rule:
+        return self.first if step < self.at else self.then
+
+    def init(self, seeds: np.ndarray) -> State:
+        return self.first.init(seeds)
+
+    def wants_values(self, state: State, step: int) -> bool:
+        return self._now(step).wants_values(state, step)
+
+    def choose(self, state, step, values):
+        return self._now(step).choose(state, step, values)
+
+    def observe(self, state, weights, losses):
+        return state
+
+
+def mixing_second_stage(first: str) -> Callable:
+    """The sequential rule that starts on ``first`` and steps on Mix's gradient after the switch."""
+    return lambda lam, switch: SwitchTo(Sequential(first, switch), Mix(lam), switch)
 
 
 class UniformRows(LogLinearProblem):
@@ -145,4 +180,23 @@ def variants() -> list[Variant]:
                 lambda: check_c6(toy, "toy2d", (0.25, 0.5), t6, 200,
                                  maxright_optima=_wrong_optima(toy)),
                 holds=("C6 same point", "C6 sequential lands")),
+    ] + llm_variants()  # fmt: skip
+
+
+def llm_variants() -> list[Variant]:
+    """The language-model claims' broken runs, at λ = ½ (a minute: tiny model runs)."""
+    if not llm.available():
+        return []
+    mixing = {
+        f"sequential-{a}-{b}": mixing_second_stage(a) for a, b in (("sft", "dpo"), ("dpo", "sft"))
+    }
+    return [
+        Variant("L1 sequential whose second stage also trains the first objective (Mix)",
+                ("L1 forgetting",), lambda: llm.check_llm((0.5,), mixing), holds=("L2 near Mix",)),
+        Variant("L2 ALRIGHT with a biased coin (λ+0.25)", ("L2 near Mix",),
+                lambda: llm.check_llm((0.5,), {"alright": lambda lam, s: AlRight(lam + 0.25)}),
+                holds=("L1 forgetting", "L3 ideal distance order")),
+        Variant("L3 ALRIGHT whose coin always lands on DPO", ("L3 ideal distance order",),
+                lambda: llm.check_llm((0.5,), {"alright": lambda lam, s: AlRight(1.0)}),
+                holds=("L1 forgetting",)),
     ]  # fmt: skip

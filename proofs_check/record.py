@@ -19,6 +19,9 @@ CLAIMS: dict[str, str] = {
     "C4": "Mix: the tight gradient-descent rates for smooth / strongly convex f_mix",
     "C5": "cost: gradient and function evaluations per step, exactly",
     "C6": "trade-off facts per lam on named instances",
+    "L1": "tiny language model: each sequential order forgets its first stage",
+    "L2": "tiny language model: ALRIGHT and MAXRIGHT reach Mix's trade-off",
+    "L3": "tiny language model: joint rules end closer to the ideal point than sequential",
 }
 
 KINDS: dict[str, str] = {
@@ -37,6 +40,9 @@ KINDS: dict[str, str] = {
     "C6 smallest ideal distance": "MAXRIGHT strictly closest to the ideal point",
     "C6 ideal distance tie": "MAXRIGHT ties with Mix in ideal distance (the lam = 1/2 tie)",
     "C6 sequential lands": "sequential ends at the last stage's optimum for every split",
+    "L1 forgetting": "the second stage undoes at least half of stage 1's held-out gain",
+    "L2 near Mix": "ALRIGHT's (MAXRIGHT's) held-out f_mix within the stated tolerance of Mix's",
+    "L3 ideal distance order": "every joint rule ends closer to the ideal point than sequential",
 }
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from proofs_check import llm
 from proofs_check.c1_sequential import BUDGETS, MAIN_LAMS, SWEEP_LAMS, TAIL, check_c1
 from proofs_check.c2_alright import check_c2
 from proofs_check.c3_maxright import check_c3
@@ -106,4 +107,6 @@ def jobs(quick: bool = False) -> list[Job]:
     out += [
         (f"C6 {n}", lambda n=n: check_c6(p[n], n, t_max=s.c6_steps, seeds=s.c6_seeds)) for n in c6
     ]
+    if not quick and llm.available():  # the language-model claims (a minute or two)
+        out += [("L tiny language model", llm.check_llm)]
     return out

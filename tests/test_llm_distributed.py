@@ -164,6 +164,21 @@ def test_two_processes_mix_with_lora_and_a_per_batch_reference_match_one(tmp_pat
     assert diff < LOSS_TOL
 
 
+def test_two_processes_run_alright_mix_clip_as_one(tmp_path):
+    """ALRIGHT's default step reads the gradient norm after the backward pass: under DDP every
+    process holds the averaged gradient, so the clipping factor is the single process's."""
+    kw = dict(rule="alright", alright_step="mix-clip", lr=3e-3, steps=6, batch_size=8,
+              eval_every=6, max_rows=64, precision="fp32", max_grad_norm=0.5)  # fmt: skip
+    one = run(config(tmp_path, "one", **kw), log=lambda s: None)
+    two_cfg = config(tmp_path, "two", **kw)
+    launch(cli(two_cfg))
+    a, b = rows_of(one, drop=ENGINE), rows_of(Path(two_cfg.output_dir), drop=ENGINE)
+    assert [r.get("objective") for r in a] == [r.get("objective") for r in b]
+    assert {"sft", "dpo"} <= {r.get("objective") for r in a}
+    diff = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x if k.startswith(("loss", "eval")))
+    assert diff < LOSS_TOL
+
+
 def test_fsdp2_on_cpu_processes_is_refused_not_run_as_another_engine(tmp_path):
     """Accelerate (1.15) turns FSDP on only over GPUs; without them it would silently train with
     plain data parallelism (MULTI_CPU). torch's own fully_shard does run on gloo, so a GPU-free
@@ -178,7 +193,7 @@ def test_fsdp2_on_cpu_processes_is_refused_not_run_as_another_engine(tmp_path):
 def test_the_accelerate_engine_places_the_model_before_the_reference_pass(tmp_path, monkeypatch):
     """Run scores the reference log-probs with the placed model before ``prepare``: the model must
     be on the engine's device by then (it stayed on the CPU while the batches went to the GPU)."""
-    from toyopt.llm.engine import AccelerateEngine
+    from toyopt.llm.accelerate_engine import AccelerateEngine
 
     for key in ("WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"):
         monkeypatch.delenv(key, raising=False)

@@ -26,16 +26,18 @@ torch.set_num_threads(1)
 
 
 def test_build_optimizer_follows_the_config():
-    model, _ = load_model("tiny")
-    sgd = build_optimizer(TrainConfig(optimizer="sgd", momentum=0.8, lr=0.1), model)
+    model, _ = load_model("tiny-random")
+    sgd = build_optimizer(TrainConfig(rule="mix", optimizer="sgd", momentum=0.8, lr=0.1), model)
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.8
-    adam = build_optimizer(TrainConfig(adam_beta1=0.5, adam_beta2=0.99), model)
+    adam = build_optimizer(TrainConfig(rule="mix", adam_beta1=0.5, adam_beta2=0.99), model)
     assert isinstance(adam, torch.optim.AdamW) and adam.defaults["betas"] == (0.5, 0.99)
 
 
 def test_plain_sgd_steps_along_minus_lr_times_the_gradient():
-    model, tok = load_model("tiny")
-    cfg = TrainConfig(optimizer="sgd", momentum=0.0, lr=0.05, max_grad_norm=0.0)
+    model, tok = load_model("tiny-random")
+    cfg = TrainConfig(
+        rule="mix", optimizer="sgd", momentum=0.0, lr=0.05, max_grad_norm=0.0, schedule="constant"
+    )
     backend = make_backend(model, tok, build_optimizer(cfg, model), seed=3)
     grads = torch.autograd.grad(backend.compute("sft", 0), list(model.parameters()))
     before = [p.detach().clone() for p in model.parameters()]
@@ -68,8 +70,12 @@ def test_bad_optimizer_options_are_refused(field, value, message):
 
 
 def test_plain_is_the_unwrapped_optimizer_and_other_rules_ignore_the_option(tmp_path):
-    model, _ = load_model("tiny")
-    assert type(build_optimizer(TrainConfig(rule="alright"), model)) is torch.optim.AdamW
+    model, _ = load_model("tiny-random")
+    plain = TrainConfig(rule="alright", alright_step="plain")
+    assert type(build_optimizer(plain, model)) is torch.optim.AdamW
+    assert (
+        type(build_optimizer(TrainConfig(rule="alright"), model)).__name__ == "MixClip"
+    )  # default
     assert type(build_optimizer(TrainConfig(rule="mix", alright_step="memory"), model)) is (
         torch.optim.AdamW
     )
@@ -83,8 +89,8 @@ def test_plain_is_the_unwrapped_optimizer_and_other_rules_ignore_the_option(tmp_
 def test_memory_steps_on_the_mixed_latest_gradients():
     """Step 0 samples SFT, step 1 DPO (λ = 0.5, seed 3): with plain SGD the second update is
     −lr·(λ·g_dpo(θ₁) + (1 − λ)·g_sft(θ₀)), one gradient computed per step."""
-    model, tok = load_model("tiny")
-    cfg = TrainConfig(rule="alright", lam=0.5, optimizer="sgd", momentum=0.0, lr=0.05,
+    model, tok = load_model("tiny-random")
+    cfg = TrainConfig(rule="alright", lam=0.5, optimizer="sgd", momentum=0.0, lr=0.05, schedule="constant",
                       max_grad_norm=0.0, alright_step="memory")  # fmt: skip
     backend = make_backend(model, tok, build_optimizer(cfg, model), seed=3)
     rule = make_rule("alright", 0.5, 4)
@@ -109,8 +115,8 @@ def test_memory_steps_on_the_mixed_latest_gradients():
 def test_mix_clip_scales_both_objectives_by_the_factor_mix_would_use():
     """Step 0 samples SFT, step 1 DPO (seed 3); plain SGD, τ = 2: the DPO step is
     −lr·g_dpo·min(1, τ / (λ‖g_dpo‖ + (1 − λ)‖g_sft‖)), although ‖g_dpo‖ alone is below τ."""
-    model, tok = load_model("tiny")
-    cfg = TrainConfig(rule="alright", lam=0.5, optimizer="sgd", momentum=0.0, lr=0.05,
+    model, tok = load_model("tiny-random")
+    cfg = TrainConfig(rule="alright", lam=0.5, optimizer="sgd", momentum=0.0, lr=0.05, schedule="constant",
                       max_grad_norm=2.0, alright_step="mix-clip")  # fmt: skip
     backend = make_backend(model, tok, build_optimizer(cfg, model), seed=3)
     backend.max_grad_norm = cfg.max_grad_norm
@@ -138,7 +144,7 @@ def test_variants_cost_one_gradient_per_step_and_resume_exactly(tmp_path, varian
 
 
 def test_split_state_moves_only_the_sampled_objectives_moments():
-    model, tok = load_model("tiny")
+    model, tok = load_model("tiny-random")
     opt = build_optimizer(TrainConfig(rule="alright", alright_step="split-state"), model)
     backend = make_backend(model, tok, opt, seed=3)
     rule = make_rule("alright", 0.5, 4)
@@ -147,7 +153,7 @@ def test_split_state_moves_only_the_sampled_objectives_moments():
 
 
 def test_a_variant_refuses_a_step_it_was_not_told_about():
-    model, _ = load_model("tiny")
+    model, _ = load_model("tiny-random")
     opt = build_optimizer(TrainConfig(rule="alright", alright_step="memory"), model)
     with pytest.raises(RuntimeError, match="single-process trainer"):
         opt.step()
@@ -158,7 +164,7 @@ def test_mix_adam_is_adamw_at_lam_zero_and_scales_by_the_mix_weight():
     first (SFT) step moves each weight by lr/(1 − λ), not lr: Mix's √v would be (1 − λ)|g|."""
     ends = []
     for step in ("plain", "mix-adam"):
-        model, tok = load_model("tiny")
+        model, tok = load_model("tiny-random")
         cfg = TrainConfig(rule="alright", lam=0.0, alright_step=step, max_grad_norm=1.0)
         backend = make_backend(model, tok, build_optimizer(cfg, model), seed=3)
         backend.max_grad_norm = cfg.max_grad_norm
@@ -167,7 +173,7 @@ def test_mix_adam_is_adamw_at_lam_zero_and_scales_by_the_mix_weight():
         ends.append([p.detach().clone() for p in model.parameters()])
     for a, b in zip(*ends):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
-    model, tok = load_model("tiny")
+    model, tok = load_model("tiny-random")
     cfg = TrainConfig(rule="alright", lam=0.5, alright_step="mix-adam", max_grad_norm=0.0)
     backend = make_backend(model, tok, build_optimizer(cfg, model), seed=3)
     before = [p.detach().clone() for p in model.parameters()]

@@ -86,6 +86,24 @@ def test_no_verifying_checkpoint_stops_in_one_line_and_deletes_nothing(data, ref
     assert (run / "metrics.jsonl").read_bytes() == metrics
 
 
+def test_every_flipped_byte_of_a_manifest_is_detected(tmp_path):
+    """Not only the hashes: a changed data-file name or config value in the manifest counts too."""
+    from toyopt.llm.checkpoint import CorruptFile, sealed, sha256_file, write_json
+
+    ckpt = tmp_path / "checkpoints" / "step-000003"
+    ckpt.mkdir(parents=True)
+    (ckpt / "state.json").write_text('{"step": 3}')
+    fingerprint = {"config": {"lr": 0.001}, "data": {"sft": {"source": "a.jsonl", "rows": 8}}}
+    files = {"state.json": sha256_file(ckpt / "state.json")}
+    write_json(ckpt / "manifest.json", sealed({"step": 3, "files": files, **fingerprint}))
+    good = (ckpt / "manifest.json").read_bytes()
+    assert manifest_of(ckpt)["config"] == {"lr": 0.001}
+    for at in range(len(good)):
+        (ckpt / "manifest.json").write_bytes(good[:at] + bytes([good[at] ^ 1]) + good[at + 1 :])
+        with pytest.raises(CorruptFile, match="manifest.json"):
+            manifest_of(ckpt)
+
+
 def test_checkpoints_are_ordered_by_step_number_not_by_name(tmp_path):
     for step in (999_999, 1_000_000, 2):
         (tmp_path / "checkpoints" / f"step-{step:06d}").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""``python -m toyopt.llm {make-data,train,optima}`` (see each command's --help)."""
+"""``python -m toyopt.llm {train,sweep,optima,make-data,pretrain-tiny}`` (see each --help)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ def parser() -> argparse.ArgumentParser:
 
     p = OneLineParser(prog="python -m toyopt.llm", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    pre = sub.add_parser(
+        "pretrain-tiny",
+        help="regenerate the tiny model's pretrained weights (toyopt/llm/tiny_pretrained.safetensors)",
+    )
+    pre.add_argument("--out", type=Path, help="where to write them (default: the package's file)")
     make = sub.add_parser("make-data", help="write the synthetic SFT and preference JSONL files")
     make.add_argument("--out", required=True, help="directory for the four JSONL files")
     make.add_argument("--seed", type=int, default=0, help="seed of the synthetic rows")
@@ -88,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command(args: argparse.Namespace) -> int:
+    if args.command == "pretrain-tiny":
+        from toyopt.llm.pretrain import WEIGHTS, write_weights
+
+        losses = write_weights(args.out or WEIGHTS)
+        print(f"{args.out or WEIGHTS}: {len(losses)} steps, final loss {losses[-1]:.3f}")
+        return 0
     if args.command == "make-data":
         from toyopt.llm.synthetic import make_data
 

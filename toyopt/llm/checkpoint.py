@@ -3,9 +3,9 @@
 One protocol for every engine. A checkpoint ``checkpoints/step-NNNNNN`` holds what the engine
 saves (:meth:`save_state`: the trainable parameters and the optimizer state, or Accelerate's
 state), ``state.json`` (step, rule state, elapsed time, …) and ``manifest.json``: the sha256 of
-every other file, the step, and the fingerprint of what the run depends on (the resolved config,
+every other file, the step, the fingerprint of what the run depends on (the resolved config,
 the data files' sha256 and row counts, the reference log-probs file, and the length and sha256
-of the metrics log the checkpoint counts). It is written under ``.tmp-step-NNNNNN`` by every
+of the metrics log the checkpoint counts) and the sha256 of its own content. It is written under ``.tmp-step-NNNNNN`` by every
 process, synced, and renamed into place by the main process after all have written, so a crash
 mid-write never replaces a good checkpoint. Checkpoints are ordered by their step number.
 
@@ -93,7 +93,7 @@ def save_checkpoint(engine, run: Path, step: int, model, optimizer, state: dict,
     if engine.is_main:
         files = sorted(f for f in tmp.rglob("*") if f.is_file())
         hashes = {str(f.relative_to(tmp)): sha256_file(f) for f in files}
-        write_json(tmp / MANIFEST, {"step": step, "files": hashes, **fingerprint})
+        write_json(tmp / MANIFEST, sealed({"step": step, "files": hashes, **fingerprint}))
         if final.exists():  # the same step written again after a fall-back: replace it whole
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -104,17 +104,31 @@ def save_checkpoint(engine, run: Path, step: int, model, optimizer, state: dict,
     return final
 
 
+def content_sha256(data: dict) -> str:
+    """sha256 of a JSON object's canonical text (sorted keys), the seal's own field left out."""
+    body = {k: v for k, v in data.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def sealed(data: dict) -> dict:
+    """``data`` with the sha256 of its own content, so that a changed byte anywhere in the
+    manifest (a data file's name, the config it records) is detected, not only in the hashes."""
+    return {**data, "sha256": content_sha256(data)}
+
+
 def manifest_of(path: Path) -> dict:
     """The manifest of checkpoint ``path`` after checking every file it lists (CorruptFile if
     one is missing or differs, naming it)."""
     manifest = path / MANIFEST
     try:
         data = json.loads(manifest.read_text())
-        files, step = dict(data["files"]), data["step"]
+        files, step, seal = dict(data["files"]), data["step"], data["sha256"]
     except FileNotFoundError:
         raise CorruptFile(f"{manifest}: missing") from None
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise CorruptFile(f"{manifest}: unreadable") from None
+    if seal != content_sha256(data):
+        raise CorruptFile(f"{manifest}: its content differs from its own sha256")
     if step != step_of(path):
         raise CorruptFile(f"{manifest}: records step {step}, not the directory's {step_of(path)}")
     for name, digest in files.items():

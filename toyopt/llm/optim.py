@@ -76,8 +76,13 @@ class _Wrapper:
 
     def __init__(self, base: torch.optim.Optimizer):
         self.base = base
-        self.param_groups = base.param_groups
         self._told: str | None = None  # the objective of the gradients now in .grad
+
+    @property
+    def param_groups(self) -> list[dict]:
+        # the base's own list, always: load_state_dict replaces it (a copy taken here would
+        # keep the learning rates the backend sets away from the optimizer after a resume)
+        return self.base.param_groups
 
     def on_gradients(self, weights: dict[str, float], max_norm: float | None) -> None:
         on = [k for k in OBJECTIVES if weights[k] > 0]

@@ -9,6 +9,10 @@
   ``--overwrite`` on the same directory stops at once, naming it.
 - ``--overwrite`` deletes only the entries a directory of that kind creates (``ENTRIES``); any
   other file someone put there stays.
+
+A training run's directory also holds the resolved config, written only by a run that starts
+from step 0; ``--resume`` compares it (and a checkpoint's fingerprint of config and data) with
+the new config, and refuses a change in one line that names it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ import json
 import os
 import shutil
 from pathlib import Path
+
+from toyopt.llm.checkpoint import CorruptFile, write_json
+from toyopt.llm.config import TrainConfig, save
+from toyopt.llm.setup import read_optima
 
 MARKER = "toyopt-run.json"
 LOCK = ".toyopt.lock"
@@ -128,3 +136,54 @@ def claim(output_dir: str, kind: str, resume: bool = False, overwrite: bool = Fa
         os.close(fd)
         raise
     return OwnedDir(path, fd)
+
+
+IGNORED_ON_RESUME = ("resume", "overwrite", "progress", "threads", "output_dir")
+
+
+def resume_view(cfg: TrainConfig) -> dict:
+    """The config fields a resumed run must keep (how to run it may change, not what it is)."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_ON_RESUME}
+
+
+def changed_fields(old: dict, new: dict) -> list[str]:
+    default = TrainConfig().to_dict()  # a field added since the run started has its default
+    return [k for k in new if k in default and old.get(k, default[k]) != new[k]]
+
+
+def data_changes(old: dict, new: dict) -> list[str]:
+    """What differs between two data fingerprints (rows used, then file contents)."""
+    out = []
+    for name, now in new.items():
+        was = old.get(name, {})
+        if was.get("rows") != now["rows"]:
+            out.append(f"{name}: {was.get('rows')} rows, now {now['rows']}")
+        elif was.get("sha256") != now["sha256"]:
+            out.append(f"{name}: the file's content changed ({now['source']})")
+    return out
+
+
+def start_run_dir(cfg: TrainConfig):
+    """Claim the run directory (and on resume check the config it was started with)."""
+    owned = claim(cfg.output_dir, "run", resume=cfg.resume, overwrite=cfg.overwrite)
+    run = owned.path
+    saved = run / "config.json"
+    if saved.is_file() and cfg.resume:
+        try:
+            old = json.loads(saved.read_text())
+        except (ValueError, UnicodeDecodeError):
+            owned.release()
+            raise CorruptFile(f"{saved}: unreadable; cannot check --resume") from None
+        diff = changed_fields(old, resume_view(cfg))
+        if diff:
+            owned.release()
+            raise ValueError(f"{saved}: --resume with a different config ({', '.join(diff)})")
+    return owned
+
+
+def write_config(cfg: TrainConfig, run: Path) -> None:
+    """The resolved config (and MAXRIGHT's optima) of a run that starts from step 0."""
+    save(cfg, run)
+    optima = read_optima(cfg.optima) if cfg.rule == "maxright" else None
+    if optima is not None:
+        write_json(run / "optima.json", optima)

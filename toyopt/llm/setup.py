@@ -20,7 +20,7 @@ from toyopt.schedules import Schedule
 
 def build_model(cfg):
     """(model, tokenizer), with LoRA adapters when asked; the model is in training mode."""
-    if cfg.threads or cfg.model == "tiny":
+    if cfg.threads or cfg.model in ("tiny", "tiny-random"):
         # tiny's matrices are too small to split: on 2 shared cores 1 thread ran 6x faster than 2
         torch.set_num_threads(cfg.threads or 1)
     model, tok = load_model(cfg.model)
@@ -127,19 +127,22 @@ def base_optimizer(cfg, params: list) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
 
 
-def build_optimizer(cfg, model):
-    """The optimizer every rule gets; for ALRIGHT, wrapped as ``cfg.alright_step`` says
-    (toyopt.llm.optim; ``plain`` is the paper's rule, unwrapped)."""
+def build_optimizer(cfg, model, prepare=None):
+    """The optimizer every rule gets: ``cfg.optimizer``, prepared by ``prepare`` (an engine's, if
+    given), and for ALRIGHT wrapped as ``cfg.alright_step`` says (toyopt.llm.optim; ``plain``,
+    the paper's rule, is not wrapped)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    base = base_optimizer(cfg, params)
+    base = prepare(base) if prepare else base
     if cfg.rule != "alright" or cfg.alright_step == "plain":
-        return base_optimizer(cfg, params)
+        return base
     if cfg.alright_step == "memory":
-        return GradientMemory(base_optimizer(cfg, params), cfg.lam)
+        return GradientMemory(base, cfg.lam)
     if cfg.alright_step == "mix-clip":
-        return MixClip(base_optimizer(cfg, params), cfg.lam)
+        return MixClip(base, cfg.lam)
     if cfg.alright_step == "mix-adam":
-        return MixAdam(base_optimizer(cfg, params), cfg.lam)
-    return SplitState(lambda: base_optimizer(cfg, params))
+        return MixAdam(base, cfg.lam)
+    return SplitState(lambda: base_optimizer(cfg, params))  # a diagnostic of the local engine
 
 
 def build_schedule(cfg) -> Schedule:

@@ -34,25 +34,23 @@ import numpy as np
 import torch
 
 from toyopt.llm import checkpoint as ckpt
+from toyopt.llm.accelerate_engine import AccelerateEngine
 from toyopt.llm.backend import LMBackend
 from toyopt.llm.checkpoint import CorruptFile, MetricsLog, NullLog, write_json
-from toyopt.llm.config import TrainConfig, save
-from toyopt.llm.engine import make_engine, peak_memory
+from toyopt.llm.config import TrainConfig
+from toyopt.llm.engine import LocalEngine, peak_memory, wanted
 from toyopt.llm.prepare import prepare
-from toyopt.llm.rundir import claim
+from toyopt.llm.rundir import changed_fields, data_changes, resume_view, start_run_dir, write_config
 from toyopt.llm.scoring import evaluate
 from toyopt.llm.setup import (
     build_model,
     build_optimizer,
     build_rule,
     build_schedule,
-    read_optima,
     reference,
 )
 from toyopt.loop import train
 from toyopt.rules import OBJECTIVES, state_from_json, state_to_json
-
-IGNORED_ON_RESUME = ("resume", "overwrite", "progress", "threads", "output_dir")
 
 
 class Diverged(RuntimeError):
@@ -85,64 +83,18 @@ def objective_label(weights) -> str:
     return on[0] if len(on) == 1 else "mix"
 
 
-def resume_view(cfg: TrainConfig) -> dict:
-    """The config fields a resumed run must keep (how to run it may change, not what it is)."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_ON_RESUME}
-
-
-def changed_fields(old: dict, new: dict) -> list[str]:
-    default = TrainConfig().to_dict()  # a field added since the run started has its default
-    return [k for k in new if k in default and old.get(k, default[k]) != new[k]]
-
-
-def data_changes(old: dict, new: dict) -> list[str]:
-    """What differs between two data fingerprints (rows used, then file contents)."""
-    out = []
-    for name, now in new.items():
-        was = old.get(name, {})
-        if was.get("rows") != now["rows"]:
-            out.append(f"{name}: {was.get('rows')} rows, now {now['rows']}")
-        elif was.get("sha256") != now["sha256"]:
-            out.append(f"{name}: the file's content changed ({now['source']})")
-    return out
-
-
-def start_run_dir(cfg: TrainConfig):
-    """Claim the run directory (and on resume check the config it was started with)."""
-    owned = claim(cfg.output_dir, "run", resume=cfg.resume, overwrite=cfg.overwrite)
-    run = owned.path
-    saved = run / "config.json"
-    if saved.is_file() and cfg.resume:
-        try:
-            old = json.loads(saved.read_text())
-        except (ValueError, UnicodeDecodeError):
-            owned.release()
-            raise CorruptFile(f"{saved}: unreadable; cannot check --resume") from None
-        diff = changed_fields(old, resume_view(cfg))
-        if diff:
-            owned.release()
-            raise ValueError(f"{saved}: --resume with a different config ({', '.join(diff)})")
-    return owned
-
-
-def write_config(cfg: TrainConfig, run: Path) -> None:
-    """The resolved config (and MAXRIGHT's optima) of a run that starts from step 0."""
-    save(cfg, run)
-    optima = read_optima(cfg.optima) if cfg.rule == "maxright" else None
-    if optima is not None:
-        write_json(run / "optima.json", optima)
-
-
 class Run:
     """One training run on one engine: its pieces, its metrics log and its checkpoints."""
 
-    def __init__(self, cfg: TrainConfig, log=print, engine=None):
+    def __init__(self, cfg: TrainConfig, log=print, engine=None, rule=None):
+        """``rule``: a rule object to train with instead of ``cfg.rule`` (from the Python API,
+        e.g. a rule of your own, or the broken variants of proofs_check)."""
         cfg.validate()
         self.engine = engine = engine or make_engine(cfg)
         main = engine.is_main
         self.cfg = cfg if main else dataclasses.replace(cfg, progress=False)
         self.log = log if main else (lambda s: None)
-        self.rule = build_rule(cfg)
+        self.rule = rule or build_rule(cfg)
         self.owned = None
         self.dir = Path(engine.from_main(lambda: str(self._claim())))
         try:
@@ -162,12 +114,8 @@ class Run:
         self.ref = engine.main_then_all(
             lambda: reference(cfg, self.model, self.tok, self.data, self.dir, engine.device)
         )
-        if cfg.rule == "alright" and cfg.alright_step != "plain" and engine.num_processes > 1:
-            raise ValueError(  # their gradient norms would be per process (per shard)
-                f"--alright-step {cfg.alright_step} runs on one process; use plain under"
-                " accelerate launch"
-            )
-        self.model, self.optimizer = engine.prepare(self.model, build_optimizer(cfg, self.model))
+        engine.check_alright_step(cfg)
+        self.optimizer = build_optimizer(cfg, self.model, self._prepare_with_model)
         self.backend = LMBackend(
             self.model, self.optimizer, self.data.sft_train, self.data.pref_train, seed=cfg.seed,
             batch_size=cfg.batch_size, beta=cfg.beta, pad_id=self.tok.pad_token_id,
@@ -190,6 +138,11 @@ class Run:
     def _claim(self) -> Path:
         self.owned = start_run_dir(self.cfg)
         return self.owned.path
+
+    def _prepare_with_model(self, optimizer):
+        """The engine prepares the model and its optimizer together (FSDP needs both)."""
+        self.model, optimizer = self.engine.prepare(self.model, optimizer)
+        return optimizer
 
     def _prepare(self):
         if self.engine.is_main:
@@ -343,7 +296,14 @@ def summary(run_dir: Path, cfg: TrainConfig, engine_info: dict) -> dict:
     return out
 
 
-def run(cfg: TrainConfig, log=print) -> Path:
-    """Train as ``cfg`` says; returns the run directory. Under ``accelerate launch`` (several
-    processes, an engine), with grad_accum > 1 or with bf16 the Accelerate engine runs."""
-    return Run(cfg, log).train()
+def make_engine(cfg: TrainConfig):
+    """The Accelerate engine where ``cfg`` needs it (:func:`toyopt.llm.engine.wanted`), else the
+    local one."""
+    return AccelerateEngine(cfg) if wanted(cfg) else LocalEngine()
+
+
+def run(cfg: TrainConfig, log=print, rule=None) -> Path:
+    """Train as ``cfg`` says (with ``rule`` instead of ``cfg.rule`` if given); returns the run
+    directory. Under ``accelerate launch`` (several processes, an engine), with grad_accum > 1
+    or with bf16 the Accelerate engine runs."""
+    return Run(cfg, log, rule=rule).train()
