@@ -53,9 +53,10 @@ the fixed costs a few %, with rows of one length (no padding) and T = 1024 (the 
 13 % of the FLOPs; longer rows would shift work towards it). Memory: weights, gradients, AdamW
 state and autocast's bf16 weight copies take ~6 GB; activations about 1.4 MB per token (fp32
 residual stream and norms, bf16 matmul inputs, SDPA's q, k, v, out) plus ~0.45 MB of fp32 logits
-per token, so ~31 GB for an SFT step, ~62 GB for a DPO step and their sum (~95 GB) for Mix, whose
-two graphs are held together: all fit an H200 (141 GB); on an 80 GB card Mix's row will say out
-of memory (``--batch-size 8`` halves the activations).
+per token (computed at response positions only, so at most that), so ~31 GB for an SFT step and
+~62 GB for a DPO step; Mix back-propagates one objective at a time, so it holds one graph at a
+time too: all fit an H200 (141 GB) and should fit an 80 GB card (``--batch-size 8`` halves the
+activations).
 
 **Time budget.** Setup (building and saving the model) counts against ``--budget`` (420 s); each
 rule gets an equal share of what is left, stops stepping at the end of its share (reporting the

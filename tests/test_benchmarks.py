@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -31,9 +32,41 @@ def test_rules_cost_counts_forward_passes():
     text = rules_cost.main(args)
     got = {r[0]: r for r in rows(text)}
     assert set(got) == {"sequential", "maxright K=10"}
-    assert got["sequential"][4] == "1.00"  # one forward per step
+    assert got["sequential"][5:7] == ["1.00", "1.00"]  # one forward and one backward per step
     # a refresh every 10 steps adds one no-grad forward; the chosen objective's pass is reused
-    assert got["maxright K=10"][4] == "1.10"
+    assert got["maxright K=10"][5:7] == ["1.10", "1.00"]
+
+
+def test_rules_cost_workers_count_mix_backwards_and_measure_the_summed_design():
+    setup = {"model": "tiny", "threads": 1, "batch_size": 2}  # in this process: seconds
+    timed = rules_cost.timing_worker(["sequential", "mix"], 2, 0, setup)
+    assert timed["mix"]["objective"] == ["mix", "mix"] and timed["mix"]["backwards_per_step"] == 2
+    assert timed["sequential"]["backwards_per_step"] == timed["mix"]["forwards_per_step"] / 2 == 1
+    mem = {k: rules_cost.memory_worker(k, 2, setup) for k in ("mix", rules_cost.SUMMED)}
+    assert mem[rules_cost.SUMMED]["saved_peak"] > mem["mix"]["saved_peak"] > 0
+    assert all(m["peak_rss"] > 0 and m["setup_rss"] > 0 for m in mem.values())
+
+
+def test_a_mix_step_holds_the_larger_graph_not_both():
+    """Bytes saved for backward (benchmarks.memory.SavedTensors) in one step on step 0's
+    batches: Mix's one-objective-at-a-time backward holds max(SFT, DPO), the summed one SFT + DPO."""
+    from test_llm_trainer import make_backend
+
+    from benchmarks.memory import SavedTensors
+    from toyopt.llm.models import load_model
+
+    peaks = {}
+    for name, w, separate in [("sft", (1.0, 0.0), True), ("dpo", (0.0, 1.0), True),
+                              ("mix", (0.5, 0.5), True), ("summed", (0.5, 0.5), False)]:  # fmt: skip
+        model, tok = load_model("tiny")
+        backend = make_backend(model, tok, torch.optim.SGD(model.parameters(), lr=0.0))
+        backend.separate_backward = separate
+        with SavedTensors(model) as saved:
+            backend.step({"sft": np.array([w[0]]), "dpo": np.array([w[1]])}, 0.0, 0)
+        assert saved.live == 0  # every graph was freed by its backward pass
+        peaks[name] = saved.peak
+    assert peaks["mix"] == max(peaks["sft"], peaks["dpo"])
+    assert peaks["summed"] == pytest.approx(peaks["sft"] + peaks["dpo"], rel=0.01)
 
 
 def test_vs_trl_runs_ours_and_trl():

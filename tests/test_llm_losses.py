@@ -83,3 +83,29 @@ def test_template_and_truncation_policy(tiny):
     # a pair shares one prompt cut, set by the longer response
     p, (c, r) = fit(list(range(8)), [[1, 2, 3], [1]], 8)
     assert len(p) == 5 and (c, r) == ([1, 2, 3], [1])
+
+
+def test_logits_only_at_response_positions_equal_the_full_logits_path(tiny, monkeypatch):
+    """token_nll projects only the positions whose next token is a label; the values and the
+    gradients are those of the full (N, L, V) logits, on the model and on its LoRA wrapping."""
+    from toyopt.llm import losses
+    from toyopt.llm.models import add_lora
+
+    model, tok = tiny
+    rows = encode_sft(tok, [SFTExample(**r) for r in make_rows("sft_train", n=6)], 64).rows
+    batch = collate(rows, tok.pad_token_id)
+    for m in (model, add_lora(load_model("tiny")[0], 4, 8.0, "all-linear")):
+        assert losses.keeps_logits(m)  # the compact path is the one under test
+        got = {}
+        for compact in (True, False):
+            monkeypatch.setattr(losses, "keeps_logits", lambda _, c=compact: c)
+            m.zero_grad()
+            nll, mask = losses.token_nll(m, batch)
+            nll.sum().backward()
+            grads = [p.grad.clone() for p in m.parameters() if p.requires_grad]
+            got[compact] = (nll.detach(), mask, grads)
+        monkeypatch.undo()
+        torch.testing.assert_close(got[True][0], got[False][0], rtol=1e-5, atol=1e-6)
+        assert torch.equal(got[True][1], got[False][1])
+        for a, b in zip(got[True][2], got[False][2]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)

@@ -198,3 +198,28 @@ def test_lora_adapters_start_the_same_in_every_run():
     b = add_lora(load_model("tiny")[0], 4, 8.0, "all-linear")
     pb = dict(b.named_parameters())
     assert all(torch.equal(p, pb[n]) for n, p in a.named_parameters())
+
+
+@pytest.mark.parametrize("separate", [True, False])
+def test_a_mix_step_back_propagates_one_objective_at_a_time(separate):
+    """By default the SFT graph is freed (its backward has run) before the DPO forward starts,
+    so a Mix step holds one graph at a time; the summed backward holds both. Either way the
+    update is the step along 0.7 ∇f_sft + 0.3 ∇f_dpo."""
+    model, tok = load_model("tiny")
+    lr = 0.05
+    backend = make_backend(model, tok, torch.optim.SGD(model.parameters(), lr=lr), seed=5)
+    assert backend.separate_backward  # the default on one process
+    backend.separate_backward = separate
+    total = 0.7 * backend.compute("sft", 0) + 0.3 * backend.compute("dpo", 0)
+    grads = torch.autograd.grad(total, list(model.parameters()))
+    before = [p.detach().clone() for p in model.parameters()]
+    events = []
+    model.register_forward_hook(lambda *args: events.append("forward"))
+    backward = backend.engine.backward
+    backend.engine.backward = lambda loss: (events.append("backward"), backward(loss))
+    losses = backend.step({"sft": np.array([0.7]), "dpo": np.array([0.3])}, lr, 0)
+    order = ["forward", "backward"] * 2 if separate else ["forward", "forward", "backward"]
+    assert events == order
+    for p0, p1, g in zip(before, model.parameters(), grads):
+        torch.testing.assert_close(p1.detach(), p0 - lr * g, rtol=1e-5, atol=1e-7)
+    assert sorted(losses) == ["dpo", "sft"]

@@ -11,6 +11,12 @@ batches. Processes are the business of an *engine* (:mod:`toyopt.llm.engine`); t
 When a rule asks for both values (MAXRIGHT) on one process and one micro-batch, the objective
 stepped on last is evaluated *with* its graph and kept: the rule usually chooses it again, and
 the step then reuses that forward pass (one extra forward per refresh instead of two).
+
+A step on both objectives (Mix) back-propagates them one at a time where the engine allows it
+(``backward_each_objective``): the first objective's graph is freed before the second one's
+forward runs, so the step's activation memory is the larger of the two graphs, not their sum
+(the gradients add up in ``.grad`` as they would in one backward of Σ_k w_k f_k). Under DDP the
+first backward runs in ``no_sync``, so the gradients are still reduced once per step.
 """
 
 from __future__ import annotations
@@ -42,9 +48,14 @@ class SingleProcess:
 
     process_index, num_processes, grad_accum = 0, 1, 1
     keeps_graph = True  # a refresh may keep a forward graph for the following step
+    backward_each_objective = True  # a step on both objectives may run two backward passes
     sync_gradients = True
 
     def accumulate(self, model):
+        return contextlib.nullcontext()
+
+    def no_sync(self, model):
+        """A backward pass whose gradients are not reduced yet (more of the step follows)."""
         return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -86,6 +97,9 @@ class TorchBackend:
         self.next_step = 0  # the step whose batches values() and step() use
         self.last = "sft"  # objective stepped on last: values() keeps its graph
         self._kept: tuple[int, str, torch.Tensor] | None = None
+        # one backward per objective (peak memory: the larger graph), or one of the weighted sum
+        # (both graphs held at once); the engine says whether the first is safe
+        self.separate_backward = getattr(self.engine, "backward_each_objective", False)
 
     def shares(self, name: str, step: int) -> list[LossFn]:
         """Closures for this process's shares of objective ``name`` at ``step``."""
@@ -137,13 +151,17 @@ class TorchBackend:
             shares[kept[1]][0] = lambda: kept[2]  # the forward pass values() already ran
         local = dict.fromkeys(on, 0.0)
         scale = self.engine.num_processes * self.engine.grad_accum
+        groups = [[k] for k in on] if self.separate_backward else [on]
         for m in range(self.engine.grad_accum):
             with self.engine.accumulate(self.model):
-                parts = {k: shares[k][m]() for k in on}
-                total = sum(w[k] * parts[k] for k in on)
-                self.engine.backward(total if scale == 1 else scale * total)
-            for k in on:
-                local[k] += float(parts[k].detach())
+                for i, group in enumerate(groups):
+                    last = i == len(groups) - 1  # the backward that reduces the gradients
+                    with contextlib.nullcontext() if last else self.engine.no_sync(self.model):
+                        parts = {k: shares[k][m]() for k in group}
+                        total = sum(w[k] * parts[k] for k in group)
+                        self.engine.backward(total if scale == 1 else scale * total)
+                    for k in group:
+                        local[k] += float(parts[k].detach())
         if hasattr(self.optimizer, "on_gradients"):  # it transforms and clips .grad itself
             self.optimizer.on_gradients(w, self.max_grad_norm)
         elif self.max_grad_norm is not None and self.engine.sync_gradients:

@@ -63,6 +63,11 @@ class AccelerateEngine:
         # on several processes no graph is held across engine calls (DDP's reducer pairs each
         # forward with its backward); one process (bf16 on one GPU) keeps MAXRIGHT's refresh graph
         self.keeps_graph = self.num_processes == 1
+        # Mix's objectives back-propagated one at a time (the first in no_sync) on one process or
+        # under DDP; DeepSpeed steps its engine in every synced backward, and FSDP's reduce-scatter
+        # has no no_sync here, so there both graphs are held and back-propagated as one sum
+        kind = self.acc.distributed_type.value
+        self.backward_each_objective = kind in ("NO", "MULTI_CPU", "MULTI_GPU")
 
     def prepare(self, model, optimizer):
         acc, cfg = self.acc, self.cfg
@@ -89,6 +94,9 @@ class AccelerateEngine:
 
     def backward(self, loss: torch.Tensor) -> None:
         self.acc.backward(loss)
+
+    def no_sync(self, model):
+        return self.acc.no_sync(model)
 
     @property
     def sync_gradients(self) -> bool:

@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+
 import torch
 import torch.nn.functional as F
 
@@ -16,17 +19,40 @@ from toyopt.llm.encode import IGNORE
 
 
 def token_nll(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token negative log-likelihood (N, L−1) of the next token, 0 where masked, and the mask."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    logits = out.logits[:, :-1].float()
+    """Per-token negative log-likelihood (N, L−1) of the next token, 0 where masked, and the mask.
+
+    Logits are computed only at the positions whose next token is a label (the response), where
+    the model can (:func:`keeps_logits`): a prompt position never enters a loss, and the output
+    layer (d × V; V = 49 152 for SmolLM2) with the softmax over V is the costliest per-token part
+    of a small model, so prompt-heavy rows save most of it, in time and in memory."""
     labels = batch["labels"][:, 1:]
-    flat = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]),
-        labels.reshape(-1),
-        ignore_index=IGNORE,
-        reduction="none",
-    )
-    return flat.view(labels.shape), labels != IGNORE
+    mask = labels != IGNORE
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if keeps_logits(model):  # position j predicts token j + 1; the last one predicts nothing
+        logits = model(**inputs, logits_to_keep=F.pad(mask, (0, 1))).logits.float()
+    else:
+        logits = model(**inputs).logits[:, :-1][mask].float()
+    flat = F.cross_entropy(logits, labels[mask], reduction="none")
+    return flat.new_zeros(labels.shape).masked_scatter(mask, flat), mask
+
+
+def keeps_logits(model) -> bool:
+    """Whether ``model`` (under its DDP and peft wrappers) is a Hugging Face causal LM whose
+    ``logits_to_keep`` takes a boolean (N, L) mask of the positions to project: those whose
+    module slices with ``transformers.modeling_utils.slice_logits_to_keep`` (transformers 5)."""
+    model = getattr(model, "module", model)  # DDP
+    if hasattr(model, "get_base_model"):  # peft
+        model = model.get_base_model()
+    return _slices(type(model))
+
+
+@functools.cache
+def _slices(cls: type) -> bool:
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep
+    except ImportError:
+        return False
+    return sys.modules[cls.__module__].__dict__.get("slice_logits_to_keep") is slice_logits_to_keep
 
 
 def sequence_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
