@@ -184,3 +184,17 @@ def test_alright_gap_report_and_the_hand_written_loop(tmp_path):
     text = alright_gap.main([*args, "--out", str(tmp_path / "report")])
     body = [r for r in rows(text) if r[0] == "(the gap)"]
     assert [r[2] for r in body] == ["0.25", "0.75"] and all(r[-1] in ("yes", "no") for r in body)
+
+
+def test_profile_step_accounts_for_every_operation():
+    from benchmarks import profile_step
+
+    assert profile_step.group_of("aten::mm", [[8, 576], [576, 1536]]) == "mm: MLP"
+    assert profile_step.group_of("aten::mm", [[8, 576], [576, 49152]]).endswith("(vocabulary)")
+    text = profile_step.main(["--model", "tiny", "--batch-size", "2"])
+    rows = {r.split(" | ")[0][2:]: r for r in text.splitlines() if r.startswith("| ")}
+    known = {g for g, _ in profile_step.MM_GROUPS} | {"mm: other", "attention (SDPA)", "optimizer"}
+    assert {"mm: other", "attention (SDPA)"} <= set(rows)  # the tiny model's products, SDPA
+    assert all(
+        g in known or g.startswith(("log-softmax", "other ops", "**", "what", "---")) for g in rows
+    )
