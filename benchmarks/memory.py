@@ -58,7 +58,8 @@ class _Held:
 
 class SavedTensors:
     """``with SavedTensors(model) as s: …``: ``s.peak`` is the most bytes of activations held
-    for backward at once (see the module docstring); ``s.live`` the bytes held now."""
+    for backward at once (see the module docstring); ``s.live`` the bytes held now;
+    ``s.step_peak`` the peak since the caller last set it (to ``s.live``)."""
 
     def __init__(self, model):
         import torch
@@ -68,6 +69,7 @@ class SavedTensors:
         self.refs: dict[int, int] = {}
         self.size: dict[int, int] = {}
         self.live = self.peak = 0
+        self.step_peak = 0  # like peak, but a caller may restart it (per step)
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
     def _pack(self, t):
@@ -79,6 +81,7 @@ class SavedTensors:
             self.size[key] = storage.nbytes()
             self.live += self.size[key]
             self.peak = max(self.peak, self.live)
+            self.step_peak = max(self.step_peak, self.live)
         self.refs[key] = self.refs.get(key, 0) + 1
         return _Held(self, key, t)
 
