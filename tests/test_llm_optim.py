@@ -56,6 +56,20 @@ def test_a_run_logs_the_scheduled_learning_rates(tmp_path):
     assert lrs[0] < lrs[2] and lrs[2] == pytest.approx(cfg.lr) and lrs[-1] < lrs[2]
 
 
+def test_a_sequential_run_restarts_its_schedule_at_the_switch(tmp_path):
+    """Each stage warms up and decays over its own steps, as two trainings one after the other
+    would (8 steps, switch at 3, warmup 1, linear decay to 0); a joint rule's spans the budget."""
+    cfg = config(tmp_path, rule="sequential-dpo-sft", schedule="linear", warmup_steps=1, switch=3)
+    out = run(cfg, log=lambda s: None)
+    rows = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows if "objective" in r]
+    assert lrs == pytest.approx([cfg.lr * f for f in (0.5, 1, 0.5, 0.5, 1, 0.75, 0.5, 0.25)])
+    joint = build_schedule(config(tmp_path, rule="mix", schedule="linear", warmup_steps=1))
+    assert [joint(t) / cfg.lr for t in (0, 1, 3, 7)] == pytest.approx([0.5, 1, 5 / 7, 1 / 7])
+    with pytest.raises(ValueError, match=r"shorter than each stage .* \(3 and 7 steps\)"):
+        TrainConfig(rule="sequential-sft-dpo", steps=10, switch=3, warmup_steps=3).validate()
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [("optimizer", "adam", "unknown optimizer"), ("momentum", 1.0, "momentum"),

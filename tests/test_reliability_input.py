@@ -181,6 +181,8 @@ LLM_CASES = [
     llm("max length 1", [*TRAIN, "--max-length", "1"], ["max_length"]),
     llm("negative seed", [*TRAIN, "--seed", "-1"], ["seed"]),
     llm("switch past the budget", [*TRAIN, "--rule", "sequential-sft-dpo", "--switch", "7"], ["switch"]),
+    llm("warmup as long as a sequential stage", [*TRAIN, "--rule", "sequential-sft-dpo", "--steps",
+        "4", "--warmup-steps", "2"], ["warmup_steps", "each stage", "2 and 2 steps"]),
     llm("model path missing", [*TRAIN, "--model", "{d}/no-model"], ["no-model", "no such directory"]),
     llm("reference model missing", [*TRAIN, "--ref-model", "{d}/no-ref"], ["no-ref"]),
     llm("maxright without optima", [*TRAIN, "--rule", "maxright"], ["--optima"]),

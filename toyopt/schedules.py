@@ -12,6 +12,10 @@ W ≤ t < T, with progress p = (t − W)/(T − W) ∈ [0, 1):
 
 with m = ``min_ratio`` (0: decay to 0, as TRL; the last step keeps a small positive α). A warmup of
 W steps (any kind) multiplies α_t by (t + 1)/(W + 1) for t < W, rising linearly towards lr.
+
+:class:`Restarted` runs one schedule, then another from its own step 0: the step sizes of two
+trainings run one after the other (sequential SFT → DPO as it is run in practice: a TRL SFT run,
+then a DPO run, each with its warmup and decay).
 """
 
 from __future__ import annotations
@@ -69,3 +73,15 @@ class Schedule:
         p = min(max(t - self.warmup, 0) / (self.steps - self.warmup), 1.0)
         shape = 1.0 - p if self.kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * p))
         return self.min_ratio + (1.0 - self.min_ratio) * shape
+
+
+@dataclass(frozen=True)
+class Restarted:
+    """α_t = first(t) for t < ``at``, then second(t − at): each stage its own schedule."""
+
+    first: Schedule
+    second: Schedule
+    at: int
+
+    def __call__(self, t: int) -> float:
+        return self.first(t) if t < self.at else self.second(t - self.at)

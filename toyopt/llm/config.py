@@ -75,7 +75,9 @@ class TrainConfig:
         + " (see toyopt.llm.optim)",
     )
     warmup_steps: int = opt(
-        0, "steps of linear warmup from lr/(W+1) to lr before the schedule (any schedule)"
+        0,
+        "steps of linear warmup from lr/(W+1) to lr before the schedule (any schedule; a"
+        " sequential rule's schedule, warmup included, restarts at the switch)",
     )
     min_lr_ratio: float = opt(
         0.0, "linear/cosine: decay to this fraction of lr (TRL: 0; OpenRLHF's cosine: 0.1)"
@@ -151,6 +153,14 @@ class TrainConfig:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
         if not 0 <= self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps must lie in [0, steps), got {self.warmup_steps}")
+        switch = self.steps // 2 if self.switch is None else self.switch
+        stages = (switch, self.steps - switch) if self.rule.startswith("sequential") else ()
+        if any(0 < n <= self.warmup_steps for n in stages):  # each stage warms up again
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must be shorter than each stage of"
+                f" {self.rule} ({stages[0]} and {stages[1]} steps): its schedule restarts at the"
+                " switch"
+            )
         for name in ("lam", "lr", "beta", "max_grad_norm", "weight_decay"):
             if not math.isfinite(getattr(self, name)):  # inf passes "> 0" but no run can use it
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)}")

@@ -15,7 +15,7 @@ from toyopt.llm.models import add_lora, load_model
 from toyopt.llm.optim import GradientMemory, MixAdam, MixClip, SplitState
 from toyopt.llm.scoring import pair_logps, reference_fn
 from toyopt.rules import Rule, make_rule
-from toyopt.schedules import Schedule
+from toyopt.schedules import Restarted, Schedule
 
 
 def build_model(cfg):
@@ -145,6 +145,22 @@ def build_optimizer(cfg, model, prepare=None):
     return SplitState(lambda: base_optimizer(cfg, params))  # a diagnostic of the local engine
 
 
-def build_schedule(cfg) -> Schedule:
-    """α_t of every rule: ``cfg.schedule`` over the whole budget (both sequential stages)."""
-    return Schedule(cfg.schedule, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
+def build_schedule(cfg, rule: Rule | None = None) -> Schedule | Restarted:
+    """α_t of ``rule``: ``cfg.schedule`` over the whole budget; a sequential rule whose switch
+    lies inside the budget gets it over each stage's own steps (warmup and decay start again at
+    the switch), as two trainings run one after the other do. Over the whole budget a decay would
+    give the second stage only the tail of the step sizes (a quarter of the linear decay's area):
+    a handicapped baseline. A constant lr is the same either way."""
+
+    def over(steps: int) -> Schedule:
+        if cfg.warmup_steps >= steps:
+            raise ValueError(
+                f"--warmup-steps {cfg.warmup_steps} does not fit a stage of {steps} steps"
+                f" ({cfg.rule} restarts its schedule at the switch, step {switch})"
+            )
+        return Schedule(cfg.schedule, cfg.lr, steps, cfg.warmup_steps, cfg.min_lr_ratio)
+
+    switch = getattr(rule, "switch", None)
+    if switch is None or not 0 < switch < cfg.steps:
+        return Schedule(cfg.schedule, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
+    return Restarted(over(switch), over(cfg.steps - switch), switch)

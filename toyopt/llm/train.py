@@ -122,7 +122,7 @@ class Run:
             ref_logps=self.ref.train, ref_fn=self.ref.fn, max_grad_norm=cfg.max_grad_norm or None,
             engine=engine,
         )  # fmt: skip
-        self.schedule = build_schedule(cfg)
+        self.schedule = build_schedule(cfg, self.rule)
         self.state, self.start, self.choices = self.rule.init(np.array([cfg.seed])), 0, []
         self.fingerprint = engine.from_main(self._fingerprint)
         found = engine.from_main(self._resume_point) if cfg.resume else None
