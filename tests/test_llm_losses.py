@@ -95,7 +95,8 @@ def test_logits_only_at_response_positions_equal_the_full_logits_path(tiny, monk
     rows = encode_sft(tok, [SFTExample(**r) for r in make_rows("sft_train", n=6)], 64).rows
     batch = collate(rows, tok.pad_token_id)
     for m in (model, add_lora(load_model("tiny")[0], 4, 8.0, "all-linear")):
-        assert losses.keeps_logits(m)  # the compact path is the one under test
+        if not losses.keeps_logits(m):  # transformers < 5 slices logits_to_keep by index only
+            pytest.skip("this transformers cannot project a boolean mask of positions")
         got = {}
         for compact in (True, False):
             monkeypatch.setattr(losses, "keeps_logits", lambda _, c=compact: c)
