@@ -12,13 +12,11 @@ from figures.data import ObjectiveSpaceData
 
 
 def panels(data: ObjectiveSpaceData) -> tuple[tuple[str, ...], ...]:
-    """The paper's two panels, with whichever sequential order the runs used."""
+    """The paper's two panels, each with every sequential order the runs used (the paper draws
+    one; a sweep trains both, and either may be the one near the joint rules)."""
     rules = {r.rule for r in data.records}
-    seq = next((r for r in ("sequential-dpo-sft", "sequential-sft-dpo") if r in rules), None)
-    wanted = (
-        ((seq,) if seq else ()) + ("alright", "mix"),
-        ((seq,) if seq else ()) + ("mix", "maxright"),
-    )
+    seq = tuple(r for r in ("sequential-dpo-sft", "sequential-sft-dpo") if r in rules)
+    wanted = (seq + ("alright", "mix"), seq + ("mix", "maxright"))
     return tuple(p for p in (tuple(r for r in panel if r in rules) for panel in wanted) if p)
 
 

@@ -24,7 +24,7 @@ def plot(data: ObjectiveSpaceData, panels=PANELS, title: str = ""):
         draw_panel(ax, data.records, rules)
         draw_landmarks(ax, data)
         ax.set_xlabel(data.xlabel)
-        ax.set_title(" / ".join(style.label(r).split(" (")[0] for r in rules))
+        ax.set_title(" / ".join(dict.fromkeys(style.label(r).split(" (")[0] for r in rules)))
     axes[0, 0].set_ylabel(data.ylabel)
     handles = [
         Line2D([], [], color=style.color(r), lw=1.5, marker="*", ms=8, label=style.label(r))
