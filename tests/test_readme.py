@@ -61,3 +61,11 @@ def test_claims_table_has_the_rows_of_a_fresh_full_run(fresh_records):
 
 def test_sensitivity_table_has_the_rows_of_the_command():
     assert [(r[0], r[1]) for r in block("sensitivity")] == sensitivity_rows()
+
+
+def test_every_local_link_and_image_of_the_readme_exists():
+    root = Path(__file__).resolve().parent.parent
+    targets = re.findall(r"\]\(([^)#:]+)\)", README)  # relative links: no scheme, no anchor
+    assert any(t.endswith(".png") for t in targets)
+    missing = [t for t in targets if not (root / t).exists()]
+    assert not missing, f"README links to missing files: {missing}"
