@@ -75,7 +75,7 @@ def main(argv=None) -> str:
     rows = [[g] + [f"{100 * got[o][1].get(g, 0.0) / got[o][0]:.1f} %" for o in got] for g in names]
     rows.append(["**self CPU time of the step**"] + [f"{got[o][0]:.2f} s" for o in got])
     text = "\n".join([
-        f"## Where a step's time goes ({a.model}, batch {a.batch_size}, {a.threads} thread)",
+        f"### Where a step's time goes ({a.model}, batch {a.batch_size}, {a.threads} thread)",
         "",
         f"`python -m benchmarks.profile_step --model {a.model}`: one profiled step of each"
         " objective after an untimed one (torch.profiler, self CPU time by group; see the"
