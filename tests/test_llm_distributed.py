@@ -92,7 +92,11 @@ def launch(args: list[str], config: str = "ddp.yaml", expect: int = 0):
            "--num_processes", "2", "--main_process_port", str(free_port()),
            "-m", "toyopt.llm", "train", *args]  # fmt: skip
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == min(expect, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    # every process's own error lines first: the launcher's traceback would push them out
+    said = [
+        s for s in (done.stdout + done.stderr).splitlines() if s.startswith(("error", "warning"))
+    ]
+    assert done.returncode == min(expect, 1), "\n".join(said) + done.stderr[-3000:]
     return done
 
 
@@ -185,8 +189,9 @@ def test_fsdp2_on_cpu_processes_is_refused_not_run_as_another_engine(tmp_path):
     FSDP2 test needs a newer accelerate: until then the trainer refuses in one line."""
     cfg = config(tmp_path, "fsdp", rule="mix", steps=2, batch_size=8, max_rows=64)
     done = launch(cli(cfg), "fsdp2.yaml", expect=2)
-    lines = [s for s in done.stderr.splitlines() if s.startswith("error:")]
+    lines = [s for s in done.stderr.splitlines() if s.startswith("error")]
     assert lines and all("asks for FSDP, but accelerate runs it only on GPUs" in s for s in lines)
+    assert all(s.startswith(("error (process 0):", "error (process 1):")) for s in lines)
     assert not (Path(cfg.output_dir) / "metrics.jsonl").exists()
 
 

@@ -63,23 +63,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    # under a launcher, name the process: its line may be the only trace of why the run stopped
+    error = f"error (process {os.environ['RANK']})" if "RANK" in os.environ else "error"
     try:
         return command(args)
     except (DataError, ModelError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"{error}: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # e.g. an output directory that is a file, a full disk
         # a failed write() carries no file name: name the directory the run was writing to
         name = err.filename or (getattr(args, "output_dir", None) if err.errno else None)
         where = f"{name}: " if name else ""
-        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"{error}: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except Diverged as err:  # the last good checkpoint is kept
         from toyopt.llm.checkpoint import checkpoints
 
         found = checkpoints(Path(args.output_dir)) if args.command == "train" else []
         kept = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was saved"
-        print(f"error: {err}; {kept}", file=sys.stderr)
+        print(f"{error}: {err}; {kept}", file=sys.stderr)
         return 3
     except Interrupted as err:
         print(str(err), file=sys.stderr)
