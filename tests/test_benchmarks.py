@@ -198,3 +198,11 @@ def test_profile_step_accounts_for_every_operation():
     assert all(
         g in known or g.startswith(("log-softmax", "other ops", "**", "what", "---")) for g in rows
     )
+
+
+def test_the_paper_table_prices_time_by_step_type_from_the_measured_ratio():
+    row = ["mix", "1.2e+04", "+97.4 %", "0/0/8", "1.07 [1.04–1.1]", "2.00", "2.00", "3.11e+03",
+           "+12.8 %", "2.04e+03", "919", "+0.0 %", "+0.0 % (mix)"]  # fmt: skip
+    (got,) = rules_cost.paper_rows([row], {"mix": 1.0704})
+    assert got == ["mix", "+7.0 %", "+97.4 %", rules_cost.PAPER["mix"][0], "+0.0 % (mix)",
+                   "+12.8 %", rules_cost.PAPER["mix"][1]]  # fmt: skip
