@@ -24,7 +24,7 @@ import numpy as np
 from toyopt.pareto import Geometry
 from toyopt.problems import get_problem
 from toyopt.problems.base import Problem
-from toyopt.rules import OBJECTIVES, make_rule
+from toyopt.rules import OBJECTIVES, default_switch, make_rule
 from toyopt.schedules import Schedule
 from toyopt.simulate import Trajectory, simulate
 
@@ -271,7 +271,7 @@ def contour_data(
     rules = ("sequential-sft-dpo", SEQUENTIAL, *JOINT)
     paths = {}
     for rule in _progress(list(rules), progress, "contour runs"):
-        switch = setup.steps // 2 if rule.startswith("sequential") else None
+        switch = default_switch(setup.steps) if rule.startswith("sequential") else None
         paths[rule] = run(setup, problem, geometry, rule, lam, np.array([0]), switch).theta[:, 0]
     return ContourData(
         lam,

@@ -259,6 +259,11 @@ class StaleMaxRight:
         return new
 
 
+def default_switch(steps: int) -> int:
+    """The step at which a sequential rule's second stage starts by default: equal halves."""
+    return steps // 2
+
+
 def make_rule(
     name: str,
     lam: float,
@@ -277,7 +282,7 @@ def make_rule(
         raise ValueError(f"steps must be a positive number of optimizer steps, got {steps}")
     if name.startswith("sequential-") and name in RULE_NAMES:
         if switch is None:
-            switch = steps // 2
+            switch = default_switch(steps)
         if not 0 <= switch <= steps:
             raise ValueError(f"switch must lie in [0, steps={steps}], got {switch}")
         return Sequential(first=name.split("-")[1], switch=switch)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from toyopt.llm.optim import ALRIGHT_STEPS
-from toyopt.rules import RULE_NAMES, check_lam
+from toyopt.rules import RULE_NAMES, check_lam, default_switch
 from toyopt.schedules import SCHEDULES
 
 OPTIMIZERS: dict[str, str] = {
@@ -153,7 +153,7 @@ class TrainConfig:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
         if not 0 <= self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps must lie in [0, steps), got {self.warmup_steps}")
-        switch = self.steps // 2 if self.switch is None else self.switch
+        switch = default_switch(self.steps) if self.switch is None else self.switch
         stages = (switch, self.steps - switch) if self.rule.startswith("sequential") else ()
         if any(0 < n <= self.warmup_steps for n in stages):  # each stage warms up again
             raise ValueError(
