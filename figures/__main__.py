@@ -1,5 +1,5 @@
-"""``python -m figures [--out DIR] [--quick] [--llm-runs DIR] [--optima FILE]``: regenerate every
-figure as PNG and PDF plus the CSV data it was drawn from."""
+"""``python -m figures [--out DIR] [--quick] [--llm-runs DIR] [--optima FILE] [--study DIR]``:
+regenerate every figure as PNG and PDF plus the CSV data it was drawn from."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from figures import build
 from figures.llm_runs import RunFormatError
 
-STEPS = ("toy_contours", "toy_grid", "rates", "llm")
+STEPS = ("toy_contours", "toy_grid", "rates", "llm", "study")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -31,6 +31,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="optima.json for the LLM gaps (default: LLM_RUNS/optima.json if present)",
+    )
+    p.add_argument(
+        "--study",
+        type=Path,
+        default=None,
+        help="results directory of toyopt-llm study (runs.csv, curves.csv): the study's figures"
+        " (skipped without)",
     )
     p.add_argument(
         "--only",
@@ -58,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
                 done += build.toy_grid(args.out, args.quick, progress)
             elif step == "rates":
                 done.append(build.rates(args.out, args.quick))
-            else:
+            elif step == "llm":
                 done += build.llm(args.out, args.llm_runs, args.optima)
-        except RunFormatError as e:
+            else:
+                done.append(build.study(args.out, args.study))
+        except (RunFormatError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
     bar.close()

@@ -86,3 +86,12 @@ def llm(out: Path, runs_dir: Path | None, optima: Path | None = None) -> list[Bu
         Built("llm_objective_space", llm_objective_space.render(space, out), space, note),
         Built("llm_bars", llm_bars.render(rows, out), rows, note),
     ]
+
+
+def study(out: Path, results: Path | None) -> Built:
+    """The real-model study's figures from its CSV files; skipped (with a note) without them."""
+    if results is None:
+        return Built("study", note="skipped: no --study DIR (a toyopt-llm study's results)")
+    from figures import llm_study
+
+    return Built("study", llm_study.render(results, out))

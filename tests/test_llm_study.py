@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from figures.__main__ import main as figures_main
 from toyopt.llm.__main__ import main
 from toyopt.llm.study import converged, derive, ideal_point, parse_seeds
 from toyopt.llm.study_report import forgetting, maxright_target, write_block
@@ -50,7 +51,9 @@ def test_a_study_writes_csv_results_and_never_redoes_a_finished_run(tmp_path, ca
     assert after.pop(victim_log)[1] == before.pop(victim_log)[1]  # resumed: the same rows
     assert after == before  # the others not even opened
     assert (victim / "summary.json").is_file()
-    assert list(csv.DictReader((results / "runs.csv").open())) == runs
+    # the same results (peak memory is the resuming process's)
+    rerun = list(csv.DictReader((results / "runs.csv").open()))
+    assert [{**r, "peak_rss_mib": 0} for r in rerun] == [{**r, "peak_rss_mib": 0} for r in runs]
 
 
 def test_a_study_with_another_config_is_refused_naming_the_field(tmp_path, capsys):
@@ -73,6 +76,11 @@ def test_the_report_regenerates_from_the_csv_files_into_a_marked_block(tmp_path,
     assert report.split("Provenance")[0] in text
     with pytest.raises(ValueError, match="no <!-- study:other -->"):
         write_block(page, "other", "x")
+    figs = tmp_path / "figs"
+    args = ["--only", "study", "--study", str(results), "--out", str(figs), "--no-progress"]
+    assert figures_main(args) == 0
+    assert {p.name for p in figs.glob("*.png")} == {"study_objective_space.png",
+                                                    "study_convergence.png"}  # fmt: skip
 
 
 def test_seeds_are_a_comma_list_of_distinct_non_negative_integers():
