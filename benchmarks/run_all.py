@@ -14,7 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import profile_step, rules_cost, scaling, toy, vs_trl  # noqa: E402
+from benchmarks import levers, profile_step, rules_cost, scaling, toy, vs_trl  # noqa: E402
 from benchmarks.common import ROOT, load_average, machine  # noqa: E402
 
 FULL = {
@@ -38,6 +38,7 @@ FULL = {
     "vs_trl": ["--steps", "100", "--repeats", "3"],
     "vs_trl_smollm2": ["--model", "smollm2", "--steps", "4", "--warmup", "1", "--repeats", "2"],
     "profile_smollm2": ["--model", "smollm2"],
+    "levers_smollm2": ["--model", "smollm2", "--steps", "12", "--repeats", "2"],
     "toy": ["--steps", "10000", "--seeds", "1000", "--repeats", "3"],
     "scaling": ["--repeats", "5", "--big-repeats", "2"],
 }
@@ -73,9 +74,11 @@ QUICK = {
     "rules_cost_smollm2": None,  # minutes even at its smallest: not in the quick run
     "vs_trl_smollm2": None,
     "profile_smollm2": None,
+    "levers_smollm2": None,
 }
 MODULES = {"rules_cost": rules_cost, "rules_cost_smollm2": rules_cost, "vs_trl": vs_trl,
-           "vs_trl_smollm2": vs_trl, "profile_smollm2": profile_step, "toy": toy,
+           "vs_trl_smollm2": vs_trl, "profile_smollm2": profile_step,
+           "levers_smollm2": levers, "toy": toy,
            "scaling": scaling}  # fmt: skip
 
 MARK = "<!-- section: {} -->"

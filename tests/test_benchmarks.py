@@ -206,3 +206,16 @@ def test_the_paper_table_prices_time_by_step_type_from_the_measured_ratio():
     (got,) = rules_cost.paper_rows([row], {"mix": 1.0704})
     assert got == ["mix", "+7.0 %", "+97.4 %", rules_cost.PAPER["mix"][0], "+0.0 % (mix)",
                    "+12.8 %", rules_cost.PAPER["mix"][1]]  # fmt: skip
+
+
+def test_levers_measure_tokens_and_the_loss_difference_of_bf16():
+    from benchmarks import levers
+
+    args = ["--model", "tiny", "--steps", "3", "--repeats", "1"]
+    text = levers.main(args + ["--variants", "fp32, 1 thread", "bf16, 1 thread"])
+    got = {r[0]: r for r in rows(text)}
+    assert set(got) == {"fp32, 1 thread", "bf16, 1 thread"}
+    assert got["fp32, 1 thread"][5] == "1.00"  # the reference against itself
+    assert got["fp32, 1 thread"][7:] == ["0.0e+00 / 0.0e+00"] * 2
+    # bf16 autocast changes the held-out losses already at step 0, and they are reported
+    assert got["bf16, 1 thread"][7] != "0.0e+00 / 0.0e+00"
