@@ -29,7 +29,7 @@ from toyopt.pareto import Geometry
 from toyopt.problems import get_problem
 from toyopt.problems.loglinear import LogLinearProblem
 from toyopt.rng import STREAM_BATCH, uniform
-from toyopt.rules import AlRight, Mix, Rule, Sequential, State
+from toyopt.rules import AlRight, MaxRight, Mix, Rule, Sequential, State
 from toyopt.schedules import Schedule
 
 
@@ -183,6 +183,18 @@ def variants() -> list[Variant]:
     ] + llm_variants()  # fmt: skip
 
 
+# The broken MAXRIGHT gets f* = 0 (a replacement rule is built from λ and the switch alone); the
+# tiny model's estimates are 0.0013 (SFT) and below 1e-5 (DPO), so the weights are what differs.
+ZERO = {"sft": 0.0, "dpo": 0.0}
+
+
+@dataclass(frozen=True, eq=False)
+class MaxRightOtherWeights(MaxRight):
+    """MAXRIGHT as given, hashed by identity (its optima are a dict) so that it can key a run."""
+
+    __hash__ = object.__hash__
+
+
 def llm_variants() -> list[Variant]:
     """The language-model claims' broken runs, at λ = ½ (a minute: tiny model runs)."""
     if not llm.available():
@@ -198,5 +210,8 @@ def llm_variants() -> list[Variant]:
                 holds=("L1 forgetting", "L3 ideal distance order")),
         Variant("L3 ALRIGHT whose coin always lands on DPO", ("L3 ideal distance order",),
                 lambda: llm.check_llm((0.5,), {"alright": lambda lam, s: AlRight(1.0)}),
+                holds=("L1 forgetting",)),
+        Variant("L4 MAXRIGHT weighing the objectives with 1 − λ", ("L4 MAXRIGHT's target",),
+                lambda: llm.check_llm((0.25,), {"maxright": lambda lam, s: MaxRightOtherWeights(1 - lam, ZERO)}),
                 holds=("L1 forgetting",)),
     ]  # fmt: skip

@@ -44,7 +44,7 @@ from pathlib import Path
 from proofs_check.record import Record, make_record
 
 STEPS, LAMS, SEED, EVAL_EVERY = 400, (0.25, 0.5, 0.75), 0, 100
-FORGET, REL, ABS = 0.5, 0.15, 0.05
+FORGET, REL, ABS, CHEBYSHEV = 0.5, 0.15, 0.05, 1.1
 SEQUENTIAL = ("sequential-sft-dpo", "sequential-dpo-sft")
 JOINT = ("alright", "maxright", "mix")
 SINGLE = {"sft": ("sequential-sft-dpo", STEPS), "dpo": ("sequential-dpo-sft", STEPS)}
@@ -76,6 +76,7 @@ class Spec:
 class Result:
     evals: dict[int, tuple[float, float]]  # step -> held-out (f_sft, f_dpo)
     tail_loss: dict[str, float]  # mean training loss per objective over the last 10 % of steps
+    fit: tuple[float, float]  # (f_sft, f_dpo) of the final model on the whole training set
 
     @property
     def end(self) -> tuple[float, float]:
@@ -85,7 +86,8 @@ class Result:
 def train(spec: Spec) -> Result:
     """Run the trainer as ``spec`` says, in a temporary directory."""
     from toyopt.llm.config import TrainConfig
-    from toyopt.llm.train import run
+    from toyopt.llm.scoring import evaluate
+    from toyopt.llm.train import Run
 
     with tempfile.TemporaryDirectory() as tmp:
         optima = ""
@@ -95,11 +97,17 @@ def train(spec: Spec) -> Result:
         cfg = TrainConfig(rule=spec.rule, lam=spec.lam, switch=spec.switch, optima=optima,
                           steps=STEPS, seed=SEED, eval_every=EVAL_EVERY, save_every=0,
                           progress=False, output_dir=str(Path(tmp) / "run"))  # fmt: skip
-        done = run(cfg, log=lambda s: None, rule=spec.custom)
+        trainer = Run(cfg, log=lambda s: None, rule=spec.custom)
+        done = trainer.train()
         rows = [json.loads(s) for s in (done / "metrics.jsonl").read_text().splitlines()]
+        d = trainer.data  # the objectives the rules optimise: the training set's
+        fit = evaluate(trainer.model, d.sft_train, d.pref_train, trainer.ref.train, cfg.beta,
+                       trainer.tok.pad_token_id, cfg.eval_batch_size)  # fmt: skip
     evals = {r["step"]: (r["eval_sft"], r["eval_dpo"]) for r in rows if "eval_sft" in r}
-    return Result(evals, {k: tail_mean([r[f"loss_{k}"] for r in rows if f"loss_{k}" in r])
-                          for k in ("sft", "dpo")})  # fmt: skip
+    tails = {
+        k: tail_mean([r[f"loss_{k}"] for r in rows if f"loss_{k}" in r]) for k in ("sft", "dpo")
+    }
+    return Result(evals, tails, (fit["eval_sft"], fit["eval_dpo"]))
 
 
 def tail_mean(losses: list[float]) -> float:
@@ -151,7 +159,29 @@ def check_llm(lams: Iterable[float] = LAMS, replace: Mapping[str, Callable] | No
         runs = {rule: _DONE[spec] for rule, spec in by_rule.items()}
         records += forgetting(lam, runs, by_rule) + near_mix(lam, runs, star)
         records.append(ideal_order(lam, runs, star))
+        fit_star = {k: _DONE[single[k]].fit[i] for i, k in enumerate(("sft", "dpo"))}
+        records.append(chebyshev_target(lam, runs, fit_star))
     return records
+
+
+def chebyshev(lam: float, point: tuple[float, float], star: Mapping[str, float]) -> float:
+    """The weighted Chebyshev gap max{λ(f_dpo − f*_dpo), (1 − λ)(f_sft − f*_sft)}."""
+    return max(lam * (point[1] - star["dpo"]), (1 - lam) * (point[0] - star["sft"]))
+
+
+def chebyshev_target(lam: float, runs: Mapping[str, Result], star: Mapping[str, float]) -> Record:
+    """L4: MAXRIGHT's weighted Chebyshev gap on the training set (what its choices compare) is at
+    most 1.1 × the smallest of the other four rules'."""
+    gaps = {r: chebyshev(lam, runs[r].fit, star) for r in (*SEQUENTIAL, *JOINT)}
+    others = {r: g for r, g in gaps.items() if r != "maxright"}
+    best = min(others, key=others.get)
+    note = ", ".join(f"{r} {g:.3g}" for r, g in gaps.items())
+    return make_record(
+        "L4 MAXRIGHT's target", f"tiny LM λ={lam}",
+        "MAXRIGHT's training-set Chebyshev gap (bound: 1.1 × the smallest other rule's)",
+        gaps["maxright"], "<=", CHEBYSHEV * others[best],
+        note=f"training-set Chebyshev gaps (f* of the single-objective runs): {note}",
+    )  # fmt: skip
 
 
 def f_mix(lam: float, point: tuple[float, float]) -> float:

@@ -43,6 +43,7 @@ KINDS: dict[str, str] = {
     "L1 forgetting": "the second stage undoes at least half of stage 1's held-out gain",
     "L2 near Mix": "ALRIGHT's (MAXRIGHT's) held-out f_mix within the stated tolerance of Mix's",
     "L3 ideal distance order": "every joint rule ends closer to the ideal point than sequential",
+    "L4 MAXRIGHT's target": "MAXRIGHT's training-set Chebyshev gap is the smallest, within 10 %",
 }
 
 

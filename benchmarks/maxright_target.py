@@ -1,0 +1,86 @@
+"""Does MAXRIGHT reach its own target? Its weighted Chebyshev gap against the other rules', on the
+training set (what its choices compare: batch losses of training rows) and on the held-out sets.
+
+Reads a finished study (``toyopt-llm study --model tiny …``; every ``seed-S/RULE-lamL`` run and
+the ``optima/`` runs), scores each run's final model on its whole training set (the precomputed
+reference of the run), and prints per (λ, seed) the Chebyshev gap max{λ(f_dpo − f*_dpo),
+(1 − λ)(f_sft − f*_sft)} of MAXRIGHT, the smallest other rule's, and their ratio, on both sets.
+f* on the training set: the single-objective runs' training-set values; held out: the smallest
+final held-out value of any run (as the study's report). A ratio ≤ 1.1 is the check's target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.common import table
+
+RULES = ("sequential-sft-dpo", "sequential-dpo-sft", "alright", "maxright", "mix")
+
+
+def score(run: Path, tok) -> dict[str, dict[str, float]]:
+    """{'train': {...}, 'eval': {...}} objectives of the run's final model."""
+    from transformers import AutoModelForCausalLM
+
+    from toyopt.llm.config import TrainConfig
+    from toyopt.llm.prepare import prepare
+    from toyopt.llm.scoring import evaluate
+    from toyopt.llm.setup import read_reference
+
+    cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
+    data = prepare(cfg, tok, run)
+    ref = read_reference(run / "ref_logps.pt")
+    model = AutoModelForCausalLM.from_pretrained(run / "final").eval()
+    out = {}
+    for split in ("train", "eval"):
+        sft, pref = getattr(data, f"sft_{split}"), getattr(data, f"pref_{split}")
+        out[split] = evaluate(model, sft, pref, ref[split], cfg.beta, tok.pad_token_id, 64)
+    return out
+
+
+def chebyshev(lam: float, s: dict[str, float], star: dict[str, float]) -> float:
+    return max(lam * (s["eval_dpo"] - star["dpo"]), (1 - lam) * (s["eval_sft"] - star["sft"]))
+
+
+def main(argv=None) -> str:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.maxright_target", description=__doc__)
+    p.add_argument("study", type=Path, help="output directory of a finished tiny-model study")
+    a = p.parse_args(argv)
+    import torch
+
+    from toyopt.llm.models import load_model
+
+    torch.set_num_threads(1)
+    _, tok = load_model("tiny")
+    scores = {}
+    for seed_dir in sorted(a.study.glob("seed-*")):
+        seed = int(seed_dir.name.split("-")[1])
+        for run in sorted(seed_dir.glob("*-lam*")) + sorted((seed_dir / "optima").glob("optima-*")):
+            name = run.name
+            rule, lam = (name, None) if name.startswith("optima-") else name.rsplit("-lam", 1)
+            scores[(seed, rule, None if lam is None else float(lam))] = score(run, tok)
+    held = {k: min(v["eval"][f"eval_{k}"] for v in scores.values()) for k in ("sft", "dpo")}
+    rows = []
+    for seed, lam in sorted({(s, la) for s, _, la in scores if la is not None}):
+        fit = {k: scores[(seed, f"optima-{k}", None)]["train"][f"eval_{k}"] for k in ("sft", "dpo")}
+        cells = []
+        for split, star in (("train", fit), ("eval", held)):
+            gaps = {r: chebyshev(lam, scores[(seed, r, lam)][split], star) for r in RULES}
+            best = min((r for r in RULES if r != "maxright"), key=gaps.get)
+            cells += [f"{gaps['maxright']:.3f}", f"{best} {gaps[best]:.3f}",
+                      f"{gaps['maxright'] / gaps[best]:.2f}"]  # fmt: skip
+        rows.append([f"{lam:g}", seed, *cells])
+    head = ["λ", "seed", "MAXRIGHT (train)", "best other (train)", "ratio (train)",
+            "MAXRIGHT (held-out)", "best other (held-out)", "ratio (held-out)"]  # fmt: skip
+    n_ok = {i: sum(float(r[i]) <= 1.1 for r in rows) for i in (4, 7)}
+    return (
+        f"Command: `python -m benchmarks.maxright_target {a.study}`. MAXRIGHT's Chebyshev gap"
+        f" within 10 % of the best other rule's: training set {n_ok[4]}/{len(rows)},"
+        f" held-out {n_ok[7]}/{len(rows)}.\n\n" + table(head, rows) + "\n"
+    )
+
+
+if __name__ == "__main__":
+    print(main())
