@@ -90,15 +90,25 @@ def convergence(rows: list[dict], curves: list[dict]):
                      1e-4) for p in c]  # fmt: skip
             s = [p["step"] for p in c]
             ax.plot(s, h, color=color(r["rule"]), lw=0.8, alpha=0.8)
-            ax.plot(s[-1], h[-1], "o" if r["converged"] else "x", color=color(r["rule"]), ms=3.5)
+            mark = {True: "o", False: "x", None: "s"}[r["converged"]]
+            ax.plot(
+                s[-1],
+                h[-1],
+                mark,
+                color=color(r["rule"]),
+                ms=3.5,
+                mfc="none" if mark == "s" else None,
+            )
         ax.set(yscale="log", title=f"λ = {lam:g}", xlabel="step")
     axes[0][0].set_ylabel("held-out target")
     rules = [r for r in RULE_NAMES if any(x["rule"] == r for x in rows)]
     handles = [Line2D([], [], color=color(r)) for r in rules] + [
         Line2D([], [], ls="", marker="o", color="black", ms=3.5),
         Line2D([], [], ls="", marker="x", color="black", ms=3.5),
+        Line2D([], [], ls="", marker="s", color="black", mfc="none", ms=3.5),
     ]
-    names = [label(r) for r in rules] + ["stopped improving", "still improving (criterion)"]
+    names = [label(r) for r in rules] + ["stopped improving", "still improving (criterion)",
+                                         "stage too short to judge"]  # fmt: skip
     _legend(fig, handles, names)
     return fig
 

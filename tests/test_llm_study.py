@@ -97,6 +97,11 @@ def test_convergence_is_a_small_last_quarter_decrease():
     assert converged(falling, 100)[0] is False
     # a rise in the last quarter is not an improvement still to come
     assert converged([(0, 1.0), (75, 0.2), (100, 0.6)], 100)[0] is True
+    # a sequential run is judged on its second stage: from the switch (50) on
+    stage = [(0, 0.5), (25, 3.0), (50, 3.0), (75, 0.31), (100, 0.3)]
+    assert converged(stage, 100, start=50) == (True, pytest.approx(0.01), pytest.approx(2.7))
+    # a 25-step stage with evaluations every 25 steps holds none inside: not judged
+    assert converged(stage, 100, start=75)[0] is None
 
 
 def _runs():

@@ -20,7 +20,9 @@ and the study's config). Derived quantities (:func:`derive`):
 - convergence: the held-out *target* h of a run (f_mix,λ for ALRIGHT and Mix, the Chebyshev gap
   for MAXRIGHT, the second stage's objective for sequential, the objective itself for a
   single-objective run) has *stopped improving* when its decrease over the last quarter of the
-  budget is at most 10 % of its total decrease plus 0.01: h(¾T) − h(T) ≤ 0.1·|h(0) − h(T)| + 0.01.
+  steps that train it is at most 10 % of its total decrease there plus 0.01:
+  h(¾T) − h(T) ≤ 0.1·|h(0) − h(T)| + 0.01 (for a sequential run, 0 is its switch and the quarter
+  that of its second stage; a stage too short to hold an evaluation inside it is not judged).
 """
 
 from __future__ import annotations
@@ -177,14 +179,21 @@ def target(rule: str, lam, switch, sft: float, dpo: float, star: dict[str, float
     return m["chebyshev_gap"] if rule == "maxright" else m["f_mix"]
 
 
-def converged(curve: list[tuple[int, float]], steps: int) -> tuple[bool, float, float]:
+def converged(
+    curve: list[tuple[int, float]], steps: int, start: int = 0
+) -> tuple[bool | None, float, float]:
     """(stopped improving, decrease over the last quarter, total decrease) of a target curve
-    [(step, h)], by the criterion of the module docstring. The quarter starts at the last
-    evaluation at or before ¾ of the budget."""
-    start = curve[0][1]
-    quarter = [h for s, h in curve if s <= 0.75 * steps][-1]
+    [(step, h)] whose training of h began at ``start`` (a sequential run's switch, else 0), by the
+    criterion of the module docstring applied to steps start … steps. The quarter starts at the
+    last evaluation at or before start + ¾(steps − start); None (cannot tell) when no evaluation
+    lies strictly inside the stage before that point, e.g. a 25-step stage evaluated every 25."""
+    at = dict(curve)
+    inside = [s for s, _ in curve if start < s <= start + 0.75 * (steps - start)]
+    first = at[start] if start in at else curve[0][1]
     end = curve[-1][1]
-    last, total = quarter - end, start - end
+    if not inside:
+        return None, math.nan, first - end
+    last, total = at[inside[-1]] - end, first - end
     return last <= CONVERGED_SHARE * abs(total) + CONVERGED_SLACK, last, total
 
 
@@ -197,7 +206,8 @@ def derive(runs: list[dict], curves: list[dict]) -> list[dict]:
         curve = [(c["step"], target(r["rule"], r["lam"] or 0.0, r["switch"], c["eval_sft"],
                                     c["eval_dpo"], star))
                  for c in curves if (c["seed"], c["lam"], c["rule"]) == key]  # fmt: skip
-        ok, last, total = converged(sorted(curve), r["steps"])
+        start = r["switch"] if r["rule"].startswith("sequential") else 0
+        ok, last, total = converged(sorted(curve), r["steps"], start or 0)
         m = measures(r["lam"] or 0.0, r["eval_sft"], r["eval_dpo"], star)
         out.append({**r, **m, "converged": ok, "last_quarter_gain": last, "total_gain": total})
     return out

@@ -63,9 +63,10 @@ def table(rows: list[dict]) -> str:
             if not group:
                 continue
             cells = [_cell([r[c] for r in group]) for c in COLUMNS]
-            done = sum(r["converged"] for r in group)
+            judged = [r["converged"] for r in group if r["converged"] is not None]
+            done = f"{sum(judged)}/{len(judged)}" if judged else "–"
             lines.append(f"| {lam:g} | {rule} | {len(group)} | " + " | ".join(cells)
-                         + f" | {done}/{len(group)} |")  # fmt: skip
+                         + f" | {done} |")  # fmt: skip
     return "\n".join(lines)
 
 
