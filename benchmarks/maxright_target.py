@@ -67,8 +67,9 @@ def main(argv=None) -> str:
         fit = {k: scores[(seed, f"optima-{k}", None)]["train"][f"eval_{k}"] for k in ("sft", "dpo")}
         cells = []
         for split, star in (("train", fit), ("eval", held)):
-            gaps = {r: chebyshev(lam, scores[(seed, r, lam)][split], star) for r in RULES}
-            best = min((r for r in RULES if r != "maxright"), key=gaps.get)
+            gaps = {r: chebyshev(lam, scores[(seed, r, lam)][split], star)
+                    for r in RULES if (seed, r, lam) in scores}  # fmt: skip
+            best = min((r for r in gaps if r != "maxright"), key=gaps.get)
             cells += [f"{gaps['maxright']:.3f}", f"{best} {gaps[best]:.3f}",
                       f"{gaps['maxright'] / gaps[best]:.2f}"]  # fmt: skip
         rows.append([f"{lam:g}", seed, *cells])

@@ -12,7 +12,7 @@ from toyopt.llm.__main__ import main
 from toyopt.llm.study import converged, derive, ideal_point, parse_seeds
 from toyopt.llm.study_report import forgetting, maxright_target, write_block
 
-TINY = ["--model", "tiny", "--no-lora", "--precision", "fp32", "--threads", "1", "--steps", "4",
+TINY = ["--model", "tiny", "--steps", "4",
         "--eval-every", "2", "--max-rows", "24", "--batch-size", "2", "--max-length", "32",
         "--lams", "0.25", "--seeds", "0,1", "--rules", "sequential-sft-dpo,alright,mix"]  # fmt: skip
 
@@ -38,6 +38,12 @@ def test_a_study_writes_csv_results_and_never_redoes_a_finished_run(tmp_path, ca
     prov = json.loads((results / "provenance.json").read_text())
     assert {"commit", "torch", "transformers", "peft", "device", "date"} <= set(prov)
     assert prov["config"]["steps"] == 4 and prov["config"]["model"] == "tiny"
+    # another model than SmolLM2 starts from the trainer's defaults, not the study's
+    assert (prov["config"]["lora"], prov["config"]["precision"], prov["config"]["lr"]) == (
+        False,
+        "auto",
+        1e-3,
+    )
     assert "| 0.25 | alright | 2 |" in out.out
     logs = sorted((tmp_path / "study").rglob("metrics.jsonl"))
     before = {p: (p.stat().st_mtime_ns, p.read_text()) for p in logs}

