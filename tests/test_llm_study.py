@@ -62,6 +62,18 @@ def test_a_study_writes_csv_results_and_never_redoes_a_finished_run(tmp_path, ca
     assert [{**r, "peak_rss_mib": 0} for r in rerun] == [{**r, "peak_rss_mib": 0} for r in runs]
 
 
+def test_collect_only_reports_the_finished_runs_of_a_partial_study(tmp_path, capsys):
+    args = ["--output-dir", str(tmp_path / "study"), "--results", str(tmp_path / "res")]
+    assert main(["study", *TINY, *args, "--collect-only"]) == 2  # nothing finished yet
+    assert "no finished run" in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()  # and nothing trained
+    study(tmp_path, capsys, "--seeds", "0", "--results", str(tmp_path / "res"))
+    rows = list(csv.DictReader((tmp_path / "res" / "runs.csv").open()))
+    assert main(["study", *TINY, *args, "--collect-only"]) == 0
+    assert list(csv.DictReader((tmp_path / "res" / "runs.csv").open())) == rows
+    assert {r["seed"] for r in rows} == {"0"}
+
+
 def test_a_study_with_another_config_is_refused_naming_the_field(tmp_path, capsys):
     study(tmp_path, capsys)
     code = main(["study", *TINY, "--output-dir", str(tmp_path / "study"), "--lr", "0.01"])

@@ -65,6 +65,11 @@ def parser() -> argparse.ArgumentParser:
         "--rules", default=",".join(RULES), help="comma list of rules (default: all)"
     )
     study.add_argument(
+        "--collect-only", action="store_true",
+        help="train nothing: write the CSV files and the report from the runs finished so far"
+        " (a partial study; the same command without it continues the training)",
+    )  # fmt: skip
+    study.add_argument(
         "--results", type=Path, default=None,
         help="directory for runs.csv, curves.csv, provenance.json (default: OUTPUT_DIR/results)",
     )  # fmt: skip
@@ -199,7 +204,7 @@ def study_command(args: argparse.Namespace) -> int:
     defaults = STUDY_DEFAULTS if model in (None, "smollm2") else {"progress": False}
     cfg = from_sources(args, defaults)
     results = args.results or Path(cfg.output_dir) / "results"
-    run_study(cfg, seeds, lams, rules, results)
+    run_study(cfg, seeds, lams, rules, results, train=not args.collect_only)
     print(report(results), end="")
     return 0
 

@@ -64,13 +64,15 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def run_study(cfg: TrainConfig, seeds, lams, rules, results: Path | None, log=print) -> Path:
-    """Train what is missing (seed by seed, so a partial study is whole seeds first), then write
-    the CSV files into ``results`` (if given); returns the output directory."""
+def run_study(cfg: TrainConfig, seeds, lams, rules, results: Path | None, log=print,
+              train: bool = True) -> Path:  # fmt: skip
+    """Train what is missing (seed by seed, so a partial study is whole seeds first; nothing with
+    ``train`` False), then write the CSV files of the finished runs into ``results`` (if given);
+    returns the output directory."""
     from toyopt.llm.sweep import sweep
 
     out = Path(cfg.output_dir)
-    for seed in seeds:
+    for seed in seeds if train else ():
         seed_cfg = dataclasses.replace(cfg, seed=seed, output_dir=str(out / f"seed-{seed}"),
                                        resume=True)  # fmt: skip
         sweep(seed_cfg, list(lams), list(rules), log=log)
