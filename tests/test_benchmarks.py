@@ -206,3 +206,14 @@ def test_the_paper_table_prices_time_by_step_type_from_the_measured_ratio():
     (got,) = rules_cost.paper_rows([row], {"mix": 1.0704})
     assert got == ["mix", "+7.0 %", "+97.4 %", rules_cost.PAPER["mix"][0], "+0.0 % (mix)",
                    "+12.8 %", rules_cost.PAPER["mix"][1]]  # fmt: skip
+
+
+def test_every_benchmarks_md_section_states_its_provenance():
+    """A regenerated section carries the provenance line; an older one says it predates it."""
+    from benchmarks import run_all
+
+    sections = run_all.read_sections(ROOT / "BENCHMARKS.md")
+    assert sections and all("\nProvenance: " in text for text in sections.values())
+    stamped = run_all.stamped("### A table\n\n| a |\n|---|\n| 1 |\n", ["--threads", "1"])
+    note = stamped.splitlines()[-1]
+    assert note.startswith("Provenance: commit ") and "torch " in note and "1 thread(s)" in note
