@@ -184,6 +184,7 @@ def test_alright_gap_report_and_the_hand_written_loop(tmp_path):
     text = alright_gap.main([*args, "--out", str(tmp_path / "report")])
     body = [r for r in rows(text) if r[0] == "(the gap)"]
     assert [r[2] for r in body] == ["0.25", "0.75"] and all(r[-1] in ("yes", "no") for r in body)
+    assert text.rstrip().splitlines()[-1].startswith("Provenance: commit ")
 
 
 def test_profile_step_accounts_for_every_operation():
