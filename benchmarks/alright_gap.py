@@ -34,6 +34,7 @@ import numpy as np
 
 from benchmarks import alright_probes as probes
 from benchmarks.common import load_average, table
+from toyopt.provenance import line, provenance
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,7 @@ def main(argv=None) -> str:
                    f" over 10 000 coins = {gap['dpo_share']:.4f}\n"]  # fmt: skip
     report.append(f"Total {time.perf_counter() - t0:.0f} s; load average at the end "
                   f"{load_average()}.\n")  # fmt: skip
+    report.append(f"Provenance: {line(provenance())}.\n")
     text = "\n".join(report)
     root.mkdir(parents=True, exist_ok=True)
     (root / "alright_gap.md").write_text(text)

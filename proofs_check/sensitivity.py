@@ -11,7 +11,7 @@ For each (error, record kind) the smallest size that makes a record of that kind
 by bisection on log ε between the family's range ends, with the budgets of the full or the
 quick run (:mod:`proofs_check.suite`). Bisection assumes detection is monotone in ε; the fixed
 seeds make every evaluation deterministic. ``python -m proofs_check --sensitivity`` prints the
-table (both modes); the README shows it next to the claims table.
+table (both modes); docs/sensitivity.md shows it, beside the claims table of docs/claims.md.
 """
 
 from __future__ import annotations

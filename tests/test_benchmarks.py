@@ -184,6 +184,7 @@ def test_alright_gap_report_and_the_hand_written_loop(tmp_path):
     text = alright_gap.main([*args, "--out", str(tmp_path / "report")])
     body = [r for r in rows(text) if r[0] == "(the gap)"]
     assert [r[2] for r in body] == ["0.25", "0.75"] and all(r[-1] in ("yes", "no") for r in body)
+    assert text.rstrip().splitlines()[-1].startswith("Provenance: commit ")
 
 
 def test_profile_step_accounts_for_every_operation():
@@ -219,3 +220,14 @@ def test_levers_measure_tokens_and_the_loss_difference_of_bf16():
     assert got["fp32, 1 thread"][7:] == ["0.0e+00 / 0.0e+00"] * 2
     # bf16 autocast changes the held-out losses already at step 0, and they are reported
     assert got["bf16, 1 thread"][7] != "0.0e+00 / 0.0e+00"
+
+
+def test_every_benchmarks_md_section_states_its_provenance():
+    """A regenerated section carries the provenance line; an older one says it predates it."""
+    from benchmarks import run_all
+
+    sections = run_all.read_sections(ROOT / "BENCHMARKS.md")
+    assert sections and all("\nProvenance: " in text for text in sections.values())
+    stamped = run_all.stamped("### A table\n\n| a |\n|---|\n| 1 |\n", ["--threads", "1"])
+    note = stamped.splitlines()[-1]
+    assert note.startswith("Provenance: commit ") and "torch " in note and "1 thread(s)" in note

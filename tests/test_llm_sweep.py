@@ -17,7 +17,11 @@ def test_sweep_writes_optima_runs_and_table(tmp_path, capsys):
     assert main(args) == 0
     optima = json.loads((out / "optima.json").read_text())
     assert {"sft", "dpo", "eval_sft", "eval_dpo"} <= set(optima)
-    table = json.loads((out / "sweep.json").read_text())
+    result = json.loads((out / "sweep.json").read_text())
+    table = result["rows"]
+    record = result["provenance"]
+    assert {"commit", "torch", "transformers", "peft", "device", "date"} <= set(record)
+    assert "thread(s)" in record["device"]
     assert [(r["rule"], r["lam"]) for r in table] == [
         ("alright", 0.25), ("maxright", 0.25), ("alright", 0.75), ("maxright", 0.75)
     ]  # fmt: skip
@@ -40,7 +44,9 @@ def test_sweep_writes_optima_runs_and_table(tmp_path, capsys):
     assert (
         json.loads((out / "maxright-lam0.25" / "optima.json").read_text())["sft"] == optima["sft"]
     )
-    assert "ideal_distance" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "ideal_distance" in printed
+    assert printed.rstrip().splitlines()[-1].startswith("provenance: commit ")
 
 
 def test_sequential_runs_are_paired_with_lam_as_in_the_paper():

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from toyopt.llm.optim import ALRIGHT_STEPS
+from toyopt.llm.tracking import parse as parse_trackers
 from toyopt.rules import RULE_NAMES, check_lam, default_switch
 from toyopt.schedules import SCHEDULES
 
@@ -118,6 +119,12 @@ class TrainConfig:
         "torch CPU threads (0: 1 for tiny, whose steps are too small to share, else torch's default)",
     )
     progress: bool = opt(True, "show a progress bar")
+    report_to: str = opt(
+        "none",
+        "experiment trackers that also get every metrics row and the config: none, tensorboard,"
+        " trackio, or a comma list (the track extra; local files, no network; see"
+        " toyopt.llm.tracking)",
+    )
 
     def validate(self) -> TrainConfig:
         """One-line errors for values no run can use (rule names are checked by make_rule)."""
@@ -177,6 +184,7 @@ class TrainConfig:
             raise ValueError(f"max_rows must be >= 0, got {self.max_rows}")
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must lie in (0, 1), got {self.eval_fraction}")
+        parse_trackers(self.report_to)
         if self.rule == "maxright" and not self.optima:
             raise ValueError("maxright needs --optima FILE (python -m toyopt.llm optima) or 'zero'")
         return self
@@ -199,6 +207,8 @@ def _typed(f: dataclasses.Field):
 def _coerce(name: str, value):
     """A YAML (or command-line) value as the field's type; an error names the field."""
     kind = str(FIELDS[name].type)
+    if name == "report_to" and isinstance(value, list):  # YAML: report_to: [tensorboard, trackio]
+        value = ",".join(str(v) for v in value)
     if value is None and kind == "int | None":
         return None
     if isinstance(value, str) and kind in ("float", "int", "int | None"):

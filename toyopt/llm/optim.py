@@ -7,9 +7,9 @@ so each objective is scaled by its own factor min(1, τ/‖∇f_k‖). On the ti
 about 6 and ‖∇f_dpo‖ about 0.7 (DPO's gradient carries β = 0.1): every SFT step is cut to 1/6,
 DPO steps almost never, and ALRIGHT descends λ·∇f_dpo + (1 − λ)·∇f_sft/6, a different trade-off
 that leans to DPO. Mix clips the sum, which rescales it without turning it.
-``python -m benchmarks.alright_gap`` measures this (README, "ALRIGHT against Mix on the tiny
-model"): ``mix-clip`` brings ALRIGHT within 1.1-1.25x of Mix's held-out f_mix at λ = 0.25 and
-0.5 there; at λ = 0.75 no variant here closes the gap.
+``python -m benchmarks.alright_gap`` measures this (docs/llm-results.md, "ALRIGHT against Mix
+on the tiny model"): ``mix-clip`` brings ALRIGHT within 1.1-1.25x of Mix's held-out f_mix at
+λ = 0.25 and 0.5 there; at λ = 0.75 no variant here closes the gap.
 
 - ``plain``: the paper's rule: the optimizer clips and steps on the sampled objective's gradient.
 - ``mix-clip``: the sampled gradient g_k is clipped by one factor for both objectives, the one Mix

@@ -3,10 +3,11 @@
 Real fine-tuning starts from a pretrained model that already has the skills the fine-tuning data
 leans on. The synthetic SFT task asks to copy a word list; a randomly initialised tiny model must
 learn copying itself *during* fine-tuning, and that is where ALRIGHT and Mix part ways on it
-(README, "ALRIGHT against Mix on the tiny model": from random weights, ALRIGHT has not learned to
-copy when Mix has). So the default ``tiny`` model is pretrained first, like a real base model,
-on text that teaches copying and nothing of the fine-tuning tasks: lines of 3 to 8 words of the
-synthetic vocabulary, a separator, and the same words again (``red cat sun -> red cat sun``).
+(docs/llm-results.md, "ALRIGHT against Mix on the tiny model": from random weights, ALRIGHT
+has not learned to copy when Mix has). So the default ``tiny`` model is pretrained first, like a
+real base model, on text that teaches copying and nothing of the fine-tuning tasks: lines of 3
+to 8 words of the synthetic vocabulary, a separator, and the same words again
+(``red cat sun -> red cat sun``).
 The corpus never contains the chat template, the instruction ``Repeat:`` or the preamble
 ``Sure!``. Line i of the corpus is a pure function of i (the counter-based generator), the
 optimizer is deterministic, and the result is shipped with the package

@@ -33,7 +33,7 @@ LOCK = ".toyopt.lock"
 # runs of their own, with their own markers)
 ENTRIES = {
     "run": ("config.json", "config.yaml", "metrics.jsonl", "ref_logps.pt", "checkpoints",
-            "final", "summary.json", "optima.json", ".tmp-final", "data/sft_train.jsonl",
+            "final", "summary.json", "optima.json", ".tmp-final", "tensorboard", "data/sft_train.jsonl",
             "data/sft_eval.jsonl", "data/pref_train.jsonl", "data/pref_eval.jsonl"),
     "optima": ("optima.json",),
     "sweep": ("optima.json", "sweep.json"),
@@ -138,7 +138,8 @@ def claim(output_dir: str, kind: str, resume: bool = False, overwrite: bool = Fa
     return OwnedDir(path, fd)
 
 
-IGNORED_ON_RESUME = ("resume", "overwrite", "progress", "threads", "output_dir")
+# how a run is carried out or watched, not what it computes: free to change on --resume
+IGNORED_ON_RESUME = ("resume", "overwrite", "progress", "threads", "output_dir", "report_to")
 
 
 def resume_view(cfg: TrainConfig) -> dict:

@@ -4,7 +4,8 @@ Layout of ``output_dir``: ``optima.json`` and ``optima/`` (the single-objective 
 ``--optima`` is given; kept one level down so that a reader of the run directories directly
 under ``output_dir`` does not take them for sequential runs), one run directory ``{rule}-lam{λ}/``
 per pair (sequential runs at λ give DPO round(λ·steps) steps, see :func:`paired_switch`),
-and ``sweep.json``, the table printed at the end:
+and ``sweep.json``, the table printed at the end (``rows``) with its provenance record
+(``provenance``: commit, package versions, machine, threads, date; :mod:`toyopt.provenance`):
 final held-out values, their gaps to the single-objective runs' final held-out values, the
 ideal distance sqrt(gap_sft² + gap_dpo²) (the paper's headline metric), and seconds per step.
 """
@@ -21,6 +22,7 @@ from toyopt.llm.config import TrainConfig
 from toyopt.llm.optima import estimate
 from toyopt.llm.rundir import claim
 from toyopt.llm.train import run
+from toyopt.provenance import line, provenance
 from toyopt.rules import RULE_NAMES
 
 
@@ -65,8 +67,9 @@ def paired_switch(rule: str, lam: float, steps: int) -> int | None:
 
 def sweep(
     cfg: TrainConfig, lams: list[float], rules: list[str], paired: bool = True, log=print
-) -> list[dict]:
-    """Train each (rule, λ) and return the table rows (also written to ``sweep.json``).
+) -> dict:
+    """Train each (rule, λ); returns ``sweep.json``'s content: the table ``rows`` and the
+    ``provenance`` record of the machine and code that produced them.
 
     With ``paired`` the sequential run at λ spends round(λ·steps) steps on DPO (the paper's
     pairing of λ with a split, e.g. λ = 0.25 ↔ T_dpo:T_sft = 1:3), else ``cfg.switch``."""
@@ -95,9 +98,10 @@ def sweep(
             )
             summary = json.loads((run(run_cfg, log=log) / "summary.json").read_text())
             table.append(row(rule, lam, summary, optima))
-    write_json(out / "sweep.json", table)
+    result = {"rows": table, "provenance": provenance()}  # torch's threads, as the runs set
+    write_json(out / "sweep.json", result)
     owned.release()
-    return table
+    return result
 
 
 def row(rule: str, lam: float, summary: dict, optima: dict | None) -> dict:
@@ -110,7 +114,9 @@ def row(rule: str, lam: float, summary: dict, optima: dict | None) -> dict:
     return out
 
 
-def format_table(table: list[dict]) -> str:
+def format_table(result: dict) -> str:
+    """The printed table, with the provenance line under it."""
+    table = result["rows"]
     cols = [
         c
         for c in (
@@ -130,4 +136,4 @@ def format_table(table: list[dict]) -> str:
         lines.append(
             " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols)
         )
-    return "\n".join(lines)
+    return "\n".join(lines) + f"\n\nprovenance: {line(result['provenance'])}"

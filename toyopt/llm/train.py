@@ -15,6 +15,9 @@ process writes it. metrics rows:
 - per evaluation after s steps (s = 0, eval_every, …, steps): ``step`` = s, ``eval_sft``,
   ``eval_dpo`` on the held-out sets, ``wall_time``, ``processes``, and ``peak_rss_bytes`` (the
   main process's peak resident memory, from getrusage) or ``peak_cuda_allocated_bytes`` on a GPU.
+
+With ``report_to``, every row also goes to the experiment trackers (:mod:`toyopt.llm.tracking`;
+TensorBoard's event files in ``tensorboard/``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from toyopt.llm.setup import (
     build_schedule,
     reference,
 )
+from toyopt.llm.tracking import Trackers
+from toyopt.llm.tracking import start as start_trackers
 from toyopt.loop import train
 from toyopt.rules import OBJECTIVES, state_from_json, state_to_json
 
@@ -132,6 +137,7 @@ class Run:
         elif main:
             write_config(cfg, self.dir)
         self.metrics = MetricsLog(self.dir / "metrics.jsonl", kept) if main else NullLog()
+        self.trackers = start_trackers(cfg, self.dir, self.start) if main else Trackers()
         self.clock = time.perf_counter() - elapsed  # wall_time continues across resumes
         self.last_end = time.perf_counter()
 
@@ -190,7 +196,12 @@ class Run:
         scores = evaluate(self.model, d.sft_eval, d.pref_eval, self.ref.eval, c.beta,
                           self.tok.pad_token_id, c.eval_batch_size, self.engine)  # fmt: skip
         row = {"step": s, **scores, "wall_time": time.perf_counter() - self.clock}
-        self.metrics.write({**row, **peak_memory(), "processes": self.engine.num_processes})
+        self.record({**row, **peak_memory(), "processes": self.engine.num_processes})
+
+    def record(self, row: dict) -> None:
+        """A metrics row: into metrics.jsonl and to the trackers (main process only)."""
+        self.metrics.write(row)
+        self.trackers.log(row)
 
     def on_step(self, t: int, weights, losses, values) -> None:
         now = time.perf_counter()
@@ -200,7 +211,7 @@ class Run:
         row.update(
             lr=self.schedule(t), wall_time=now - self.clock, step_seconds=now - self.last_end
         )
-        self.metrics.write(row)
+        self.record(row)
         self.bar.update(1)
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.startswith("loss_")})
         if (t + 1) % self.cfg.eval_every == 0 or t + 1 == self.cfg.steps:
@@ -256,6 +267,7 @@ class Run:
         finally:
             self.bar.close()
             self.metrics.close()
+            self.trackers.close()
             if sys.exc_info()[0] is not None:
                 self.close()
         self.finish()
@@ -263,6 +275,8 @@ class Run:
 
     def close(self) -> None:
         """Release the run directory (a later process, or this one, may then resume it)."""
+        if hasattr(self, "trackers"):
+            self.trackers.close()
         if self.owned is not None:
             self.owned.release()
 

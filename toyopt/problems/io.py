@@ -1,4 +1,4 @@
-"""Problems stated as JSON, validated on load (see the README for the format).
+"""Problems stated as JSON, validated on load (the format: docs/toy-problems.md).
 
 Every mistake raises :class:`ProblemFormatError` with one line naming the file and the field,
 e.g. ``inst.json: field 'sft[2].prompt': index 5 out of range (the problem has 2 prompts)``.
