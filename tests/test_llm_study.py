@@ -92,6 +92,10 @@ def test_the_report_regenerates_from_the_csv_files_into_a_marked_block(tmp_path,
     assert "| 0.25 | mix | 2 |" in text
     report = out.out[out.out.index("Study") :]
     assert report.split("Provenance")[0] in text
+    assert main(["study-report", str(results), "--table-only"]) == 0
+    short = capsys.readouterr().out
+    assert "| 0.25 | mix | 2 |" in short and "Provenance: commit" in short
+    assert "ALRIGHT ≈ Mix" not in short
     with pytest.raises(ValueError, match="no <!-- study:other -->"):
         write_block(page, "other", "x")
     figs = tmp_path / "figs"

@@ -83,6 +83,10 @@ def parser() -> argparse.ArgumentParser:
         help="replace the <!-- study:NAME --> block of this Markdown file with the report",
     )  # fmt: skip
     report.add_argument("--name", default="smollm2", help="the block's NAME (default: smollm2)")
+    report.add_argument(
+        "--table-only", action="store_true",
+        help="only the table and its provenance line (for the README), not the claim verdicts",
+    )  # fmt: skip
     return p
 
 
@@ -147,7 +151,7 @@ def command(args: argparse.Namespace) -> int:
     if args.command == "study-report":
         from toyopt.llm.study_report import report, write_block
 
-        text = report(args.results)
+        text = report(args.results, table_only=args.table_only)
         if args.write:
             write_block(args.write, args.name, text)
             print(f"{args.write}: study:{args.name} block written")

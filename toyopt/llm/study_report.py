@@ -140,9 +140,15 @@ def maxright_target(rows: list[dict]) -> list[str]:
     return out
 
 
-def report(results: Path) -> str:
-    """The Markdown block: provenance, ideal point, table, claim verdicts."""
+def report(results: Path, table_only: bool = False) -> str:
+    """The Markdown block: provenance, ideal point, table, claim verdicts (``table_only``: the
+    provenance line and the table, for a page with little room, such as the README)."""
     rows, curves, prov = load(results)
+    if table_only:
+        from toyopt.provenance import line
+
+        shown = table([r for r in rows if r["lam"] != ""])
+        return shown + (f"\n\nProvenance: {line(prov)}." if prov else "") + "\n"
     star = ideal_point(rows)
     cfg = prov.get("config", {})
     lines = [f"Study `{results}`: model {cfg.get('model', '?')}"
