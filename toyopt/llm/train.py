@@ -317,11 +317,13 @@ def make_engine(cfg: TrainConfig):
 
 
 def finished_run(cfg: TrainConfig) -> Path | None:
-    """``cfg.output_dir`` if it holds a finished run of this very config (its summary written,
-    and its saved config equal to ``cfg`` in every field a resume compares), else None. Lets a
+    """``cfg.output_dir`` if it holds a finished run of this very config (its summary, final model
+    and last checkpoint written, and its saved config equal to ``cfg`` in every field a resume
+    compares), else None (a resume then rebuilds whatever is missing). Lets a
     sweep or study continue after a kill without redoing, or even reloading, a finished run."""
     path = Path(cfg.output_dir)
-    if not (path / "summary.json").is_file() or not (path / "final").is_dir():
+    last = path / "checkpoints" / f"step-{cfg.steps:06d}"  # what a resume would start from
+    if not all(p.exists() for p in (path / "summary.json", path / "final", last)):
         return None
     try:
         saved = json.loads((path / "config.json").read_text())
