@@ -74,9 +74,35 @@ def test_collect_only_reports_the_finished_runs_of_a_partial_study(tmp_path, cap
     assert {r["seed"] for r in rows} == {"0"}
 
 
+def test_a_later_session_trains_only_what_the_committed_results_lack(tmp_path, capsys):
+    """The run directories are gone (a fresh checkout), the results files are committed."""
+    import shutil
+
+    res = ["--results", str(tmp_path / "res"), "--seeds", "0"]
+    study(tmp_path, capsys, *res, "--rules", "alright,maxright")
+    before = list(csv.DictReader((tmp_path / "res" / "runs.csv").open()))
+    assert (tmp_path / "res" / "optima-seed-0.json").is_file()
+    shutil.rmtree(tmp_path / "study")
+    study(tmp_path, capsys, *res, "--rules", "alright,maxright,mix")
+    trained = sorted(p.name for p in (tmp_path / "study" / "seed-0").iterdir() if p.is_dir())
+    assert trained == ["mix-lam0.25"]  # no optima runs, no run redone
+    after = list(csv.DictReader((tmp_path / "res" / "runs.csv").open()))
+    assert [r for r in after if r["rule"] != "mix"] == before
+    assert [r["rule"] for r in after if r["rule"] == "mix"] == ["mix"]
+    curves = list(csv.DictReader((tmp_path / "res" / "curves.csv").open()))
+    assert {c["rule"] for c in curves} == {r["rule"] for r in after}
+    code = main(["study", *TINY, "--output-dir", str(tmp_path / "other"), *res, "--lr", "0.01"])
+    assert code == 2 and "another study config (lr)" in capsys.readouterr().err
+
+
 def test_a_study_with_another_config_is_refused_naming_the_field(tmp_path, capsys):
     study(tmp_path, capsys)
     code = main(["study", *TINY, "--output-dir", str(tmp_path / "study"), "--lr", "0.01"])
+    assert code == 2
+    assert "another study config (lr)" in capsys.readouterr().err
+    # with results elsewhere, the run directories refuse the change themselves
+    code = main(["study", *TINY, "--output-dir", str(tmp_path / "study"), "--lr", "0.01",
+                 "--results", str(tmp_path / "elsewhere")])  # fmt: skip
     assert code == 2
     assert "--resume with a different config (lr)" in capsys.readouterr().err
 

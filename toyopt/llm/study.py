@@ -68,20 +68,56 @@ def run_study(cfg: TrainConfig, seeds, lams, rules, results: Path | None, log=pr
               train: bool = True) -> Path:  # fmt: skip
     """Train what is missing (seed by seed, so a partial study is whole seeds first; nothing with
     ``train`` False), then write the CSV files of the finished runs into ``results`` (if given);
-    returns the output directory."""
+    returns the output directory. Runs already in ``results`` from an earlier session (same
+    config; their run directories gone, as on a fresh checkout) are not trained again: their rows
+    are kept, and MAXRIGHT uses the seed's optima saved beside them (``optima-seed-S.json``)."""
     from toyopt.llm.sweep import sweep
 
     out = Path(cfg.output_dir)
+    done = committed(results, cfg) if results is not None else set()
     for seed in seeds if train else ():
-        seed_cfg = dataclasses.replace(cfg, seed=seed, output_dir=str(out / f"seed-{seed}"),
-                                       resume=True)  # fmt: skip
-        sweep(seed_cfg, list(lams), list(rules), log=log)
+        seed_dir = out / f"seed-{seed}"
+        seed_cfg = dataclasses.replace(cfg, seed=seed, output_dir=str(seed_dir), resume=True)
+        saved = results / f"optima-seed-{seed}.json" if results is not None else None
+        if saved is not None and saved.is_file() and not (seed_dir / "optima.json").is_file():
+            seed_cfg = dataclasses.replace(seed_cfg, optima=str(saved))
+        for lam in lams:
+            # a run of this session (its directory here) continues as usual
+            todo = [r for r in rules if (seed, lam, r) not in done
+                    or (seed_dir / f"{r}-lam{lam:g}").exists()]  # fmt: skip
+            if todo:
+                sweep(seed_cfg, [lam], todo, log=log)
     if results is not None:
         collect(out, results, cfg)
         log(
             f"wrote {results / 'runs.csv'}, {results / 'curves.csv'}, {results / 'provenance.json'}"
         )
     return out
+
+
+STUDY_IGNORED = ("output_dir", "resume", "overwrite", "progress", "threads")
+
+
+def study_config(cfg: TrainConfig) -> dict:
+    """The config fields that make two studies the same study (how it runs may differ)."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in STUDY_IGNORED}
+
+
+def committed(results: Path, cfg: TrainConfig) -> set[tuple]:
+    """(seed, λ, rule) of the runs already in ``results`` for this config (empty if none); a
+    ValueError if ``results`` holds another study's."""
+    prov_path, runs_path = results / "provenance.json", results / "runs.csv"
+    if not prov_path.is_file() or not runs_path.is_file():
+        return set()
+    saved = json.loads(prov_path.read_text()).get("config", {})
+    new = study_config(cfg)
+    diff = sorted(k for k in new if k in saved and saved[k] != new[k])
+    if diff:
+        raise ValueError(
+            f"{results} holds the results of another study config ({', '.join(diff)}):"
+            " choose another --results"
+        )
+    return {(r["seed"], r["lam"], r["rule"]) for r in read_csv(runs_path) if r["lam"] != ""}
 
 
 def _evals(run_dir: Path) -> list[dict]:
@@ -118,15 +154,31 @@ def collect(out: Path, results: Path, cfg: TrainConfig) -> None:
         for e in _evals(run):
             curves.append({"seed": config["seed"], "lam": lam, "rule": rule, "step": e["step"],
                            "eval_sft": e["eval_sft"], "eval_dpo": e["eval_dpo"]})  # fmt: skip
+    here = {(r["seed"], r["lam"], r["rule"]) for r in runs}
+    if committed(results, cfg):  # an earlier session's rows whose run directories are gone
+        old = [
+            r
+            for r in read_csv(results / "runs.csv")
+            if (r["seed"], r["lam"], r["rule"]) not in here
+        ]
+        kept = {(r["seed"], r["lam"], r["rule"]) for r in old}
+        runs = old + runs
+        curves = [c for c in read_csv(results / "curves.csv")
+                  if (c["seed"], c["lam"], c["rule"]) in kept] + curves  # fmt: skip
     if not runs:
         raise ValueError(f"{out}: no finished run to collect")
     results.mkdir(parents=True, exist_ok=True)
-    write_csv(results / "runs.csv", RUN_FIELDS, runs)
-    write_csv(results / "curves.csv", CURVE_FIELDS, curves)
-    study = {k: v for k, v in cfg.to_dict().items() if k not in ("output_dir", "resume",
-                                                                 "overwrite", "progress")}  # fmt: skip
-    record = {**provenance(cfg.threads or None), "config": study}
+    write_csv(results / "runs.csv", RUN_FIELDS, sorted(runs, key=_order))
+    write_csv(results / "curves.csv", CURVE_FIELDS, sorted(curves, key=_order))
+    for optima in out.glob("seed-*/optima.json"):  # MAXRIGHT's f* for a later session
+        seed = optima.parent.name.split("-", 1)[1]
+        (results / f"optima-seed-{seed}.json").write_text(optima.read_text())
+    record = {**provenance(cfg.threads or None), "config": study_config(cfg)}
     (results / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _order(row: dict) -> tuple:
+    return (row["seed"], row["lam"] == "", row["lam"] or 0.0, row["rule"], row.get("step", 0))
 
 
 def write_csv(path: Path, fields, rows: list[dict]) -> None:
