@@ -18,7 +18,7 @@ import numpy as np
 from toyopt.llm.checkpoint import write_json
 from toyopt.llm.config import TrainConfig
 from toyopt.llm.rundir import claim
-from toyopt.llm.train import run
+from toyopt.llm.train import run_or_reuse
 
 SINGLE = {"sft": "sequential-sft-dpo", "dpo": "sequential-dpo-sft"}
 
@@ -31,7 +31,7 @@ def estimate(cfg: TrainConfig, out: Path, log=print) -> dict:
         single = dataclasses.replace(
             cfg, rule=rule, switch=cfg.steps, output_dir=str(out / f"optima-{k}"), optima=""
         )
-        run_dir = run(single, log=log)
+        run_dir = run_or_reuse(single, log=log)
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         losses = [r[f"loss_{k}"] for r in rows if f"loss_{k}" in r]
         tail = losses[-max(1, len(losses) // 10) :]

@@ -21,7 +21,7 @@ from toyopt.llm.checkpoint import write_json
 from toyopt.llm.config import TrainConfig
 from toyopt.llm.optima import estimate
 from toyopt.llm.rundir import claim
-from toyopt.llm.train import run
+from toyopt.llm.train import run_or_reuse
 from toyopt.provenance import line, provenance
 from toyopt.rules import RULE_NAMES
 
@@ -96,7 +96,7 @@ def sweep(
                 optima=optima_path,
                 output_dir=str(out / f"{rule}-lam{lam:g}"),
             )
-            summary = json.loads((run(run_cfg, log=log) / "summary.json").read_text())
+            summary = json.loads((run_or_reuse(run_cfg, log=log) / "summary.json").read_text())
             table.append(row(rule, lam, summary, optima))
     result = {"rows": table, "provenance": provenance()}  # torch's threads, as the runs set
     write_json(out / "sweep.json", result)

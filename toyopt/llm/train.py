@@ -335,12 +335,17 @@ def finished_run(cfg: TrainConfig) -> Path | None:
 def run(cfg: TrainConfig, log=print, rule=None) -> Path:
     """Train as ``cfg`` says (with ``rule`` instead of ``cfg.rule`` if given); returns the run
     directory. Under ``accelerate launch`` (several processes, an engine), with grad_accum > 1
-    or with bf16 the Accelerate engine runs.
+    or with bf16 the Accelerate engine runs."""
+    return Run(cfg, log, rule=rule).train()
 
-    With ``cfg.resume`` a run that already finished with this config is not run again
-    (:func:`finished_run`); its directory is returned as it is."""
-    done = finished_run(cfg) if cfg.resume and rule is None else None
+
+def run_or_reuse(cfg: TrainConfig, log=print) -> Path:
+    """:func:`run`, except that with ``cfg.resume`` a run that already finished with this config
+    (:func:`finished_run`) is returned as it is, without loading or verifying it again: what a
+    sweep or a study uses, so that a continued one never redoes a finished run. (``train
+    --resume`` itself always verifies the run directory.)"""
+    done = finished_run(cfg) if cfg.resume else None
     if done is not None:
         log(f"{done}: finished earlier with this config; kept as it is")
         return done
-    return Run(cfg, log, rule=rule).train()
+    return run(cfg, log)
