@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from benchmarks.common import table
+from proofs_check.llm import chebyshev
 
 RULES = ("sequential-sft-dpo", "sequential-dpo-sft", "alright", "maxright", "mix")
 
@@ -40,8 +41,8 @@ def score(run: Path, tok) -> dict[str, dict[str, float]]:
     return out
 
 
-def chebyshev(lam: float, s: dict[str, float], star: dict[str, float]) -> float:
-    return max(lam * (s["eval_dpo"] - star["dpo"]), (1 - lam) * (s["eval_sft"] - star["sft"]))
+def _point(s: dict[str, float]) -> tuple[float, float]:
+    return s["eval_sft"], s["eval_dpo"]
 
 
 def main(argv=None) -> str:
@@ -67,7 +68,7 @@ def main(argv=None) -> str:
         fit = {k: scores[(seed, f"optima-{k}", None)]["train"][f"eval_{k}"] for k in ("sft", "dpo")}
         cells = []
         for split, star in (("train", fit), ("eval", held)):
-            gaps = {r: chebyshev(lam, scores[(seed, r, lam)][split], star)
+            gaps = {r: chebyshev(lam, _point(scores[(seed, r, lam)][split]), star)
                     for r in RULES if (seed, r, lam) in scores}  # fmt: skip
             best = min((r for r in gaps if r != "maxright"), key=gaps.get)
             cells += [f"{gaps['maxright']:.3f}", f"{best} {gaps[best]:.3f}",

