@@ -159,6 +159,7 @@ def check_llm(lams: Iterable[float] = LAMS, replace: Mapping[str, Callable] | No
     train_all(single.values(), progress)
     star = {k: _DONE[s].end[("sft", "dpo").index(k)] for k, s in single.items()}
     optima = (_DONE[single["sft"]].tail_loss["sft"], _DONE[single["dpo"]].tail_loss["dpo"])
+    fit_star = {k: _DONE[single[k]].fit[i] for i, k in enumerate(("sft", "dpo"))}  # L4's f*
     plan = {lam: specs_at(lam, optima, replace or {}) for lam in lams}
     train_all([s for by_rule in plan.values() for s in by_rule.values()], progress)
     records = []
@@ -166,7 +167,6 @@ def check_llm(lams: Iterable[float] = LAMS, replace: Mapping[str, Callable] | No
         runs = {rule: _DONE[spec] for rule, spec in by_rule.items()}
         records += forgetting(lam, runs, by_rule) + near_mix(lam, runs, star)
         records.append(ideal_order(lam, runs, star))
-        fit_star = {k: _DONE[single[k]].fit[i] for i, k in enumerate(("sft", "dpo"))}
         records.append(chebyshev_target(lam, runs, fit_star))
     return records
 

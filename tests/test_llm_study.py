@@ -192,3 +192,9 @@ def test_forgetting_is_the_share_of_the_first_stage_gain_undone():
         if c["rule"] == "sequential-sft-dpo":
             c["eval_sft"] = {0: 3.0, 2: 1.0, 4: 2.5}[c["step"]]
     assert forgetting(derive(rows, curves), curves) == ["sequential-sft-dpo λ=0.5: 0.75 ✓"]
+
+
+def test_the_study_writes_under_runs_study_smollm2_by_default(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", "--collect-only"]) == 2  # nothing trained, nothing to collect
+    assert "runs/study-smollm2: no finished run to collect" in capsys.readouterr().err

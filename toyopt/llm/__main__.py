@@ -164,6 +164,8 @@ def command(args: argparse.Namespace) -> int:
         else:
             print(text, end="")
         return 0
+    if args.command == "study":  # before the generic default output directory below
+        return study_command(args)
     from toyopt.llm.config import from_sources
 
     if args.command != "train" and not hasattr(args, "output_dir"):
@@ -173,8 +175,6 @@ def command(args: argparse.Namespace) -> int:
 
         lams, rules = parse_lams(args.lams), parse_rules(args.rules)  # before any training
         args.rule = "mix"  # validated per run below; any valid name passes here
-    if args.command == "study":
-        return study_command(args)
     cfg = from_sources(args)
     if args.command == "train":
         from toyopt.llm.train import run
@@ -196,7 +196,7 @@ def command(args: argparse.Namespace) -> int:
 
 
 def study_command(args: argparse.Namespace) -> int:
-    from toyopt.llm.config import from_sources
+    from toyopt.llm.config import from_sources, read_yaml
     from toyopt.llm.study import STUDY_DEFAULTS, parse_seeds, run_study
     from toyopt.llm.study_report import report
     from toyopt.llm.sweep import parse_lams, parse_rules
@@ -205,8 +205,6 @@ def study_command(args: argparse.Namespace) -> int:
     args.rule = "mix"  # validated per run; any valid name passes here
     if not hasattr(args, "output_dir"):
         args.output_dir = "runs/study-smollm2"
-    from toyopt.llm.config import read_yaml
-
     # the study's settings are for SmolLM2; another model starts from the trainer's defaults
     model = getattr(args, "model", None)
     if model is None and getattr(args, "config", None):
