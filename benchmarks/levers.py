@@ -92,9 +92,9 @@ def main(argv=None) -> str:
 
 def render(results: dict[str, list[dict]], a, seconds: float) -> str:
     ref = results[next(iter(results))]
+    base_tps = [r["sft_tokens_per_s"] + r["dpo_tokens_per_s"] for r in ref]
     rows = []
     for v, rs in results.items():
-        base_tps = [r["sft_tokens_per_s"] + r["dpo_tokens_per_s"] for r in ref]
         tps = [r["sft_tokens_per_s"] + r["dpo_tokens_per_s"] for r in rs]
         diff = {f"{when}_{k}": max(abs(r[when][f"eval_{k}"] - b[when][f"eval_{k}"])
                                    for r, b in zip(rs, ref))
