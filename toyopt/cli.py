@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from toyopt.errors import available_memory, handle
 from toyopt.pareto import METRICS, Geometry
 from toyopt.problems import BUILTINS, get_problem
 from toyopt.rules import RULE_NAMES, make_rule
 from toyopt.schedules import SCHEDULES, Schedule
-from toyopt.simulate import simulate
+from toyopt.simulate import log_spaced, simulate
+from toyopt.userinput import DuplicateKey, loads_json
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -24,30 +25,59 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def check_optima(values: dict, source: str) -> dict[str, float]:
+    """f*_sft and f*_dpo as floats: real, finite and >= 0 (each objective is a loss that is never
+    negative: a squared distance, a negative log-likelihood, a -log sigmoid), else one line."""
+    optima = {}
+    for k in ("sft", "dpo"):
+        value = values[k]
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise argparse.ArgumentTypeError(
+                f"{source}: '{k}' must be a number, got {json.dumps(value)}"
+            )
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected 'sft=F,dpo=F' or a JSON file with keys sft and dpo, got {source!r}"
+            ) from None
+        if not np.isfinite(number):
+            raise argparse.ArgumentTypeError(f"optima must be finite numbers, got {source!r}")
+        if number < 0:
+            raise argparse.ArgumentTypeError(
+                f"{source}: '{k}' is {number:g}, but f*_{k} is the minimum of a loss that is never"
+                " negative: give a value >= 0"
+            )
+        optima[k] = number
+    return optima
+
+
 def parse_optima(text: str) -> dict[str, float]:
     """``sft=0.9,dpo=0.5``, or a JSON file holding {"sft": …, "dpo": …}."""
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory, not an optima JSON file")
     if Path(text).is_file():
         try:
-            data = json.loads(Path(text).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            data = loads_json(Path(text).read_text(encoding="utf-8"), text)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise argparse.ArgumentTypeError(f"{text}: not a JSON file ({e})") from None
+        except DuplicateKey as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
         if not isinstance(data, dict) or "sft" not in data or "dpo" not in data:
             raise argparse.ArgumentTypeError(f"{text}: needs the fields 'sft' and 'dpo'")
-        pairs = data
-    else:
-        try:
-            pairs = dict(item.split("=", 1) for item in text.split(","))
-        except ValueError:
-            pairs = {}
+        return check_optima(data, text)
     try:
-        optima = {k: float(pairs[k]) for k in ("sft", "dpo")}
-    except (ValueError, KeyError, TypeError):
+        items = [item.split("=", 1) for item in text.split(",")]
+        pairs = dict(items)
+    except ValueError:
+        items, pairs = [], {}
+    if len(pairs) < len(items):
+        raise argparse.ArgumentTypeError(f"{text!r}: a key is given twice")
+    if "sft" not in pairs or "dpo" not in pairs:
         raise argparse.ArgumentTypeError(
             f"expected 'sft=F,dpo=F' or a JSON file with keys sft and dpo, got {text!r}"
-        ) from None
-    if not all(np.isfinite(v) for v in optima.values()):
-        raise argparse.ArgumentTypeError(f"optima must be finite numbers, got {text!r}")
-    return optima
+        )
+    return check_optima(pairs, text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,10 +171,26 @@ def finite_optima(geometry: Geometry, source: str) -> dict[str, float]:
     return f_star
 
 
+def check_memory(args: argparse.Namespace, dim: int) -> None:
+    """Refuse, before any work, a run whose arrays would not fit in the available memory: per
+    seed the kept iterates (one d-vector per log-spaced snapshot) and the step's temporaries,
+    about three times that (measured on the built-in problems, with margin)."""
+    snapshots = len(log_spaced(max(args.steps, 1))) + 10
+    need = args.seeds * 8 * 3 * dim * snapshots
+    have = available_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"--seeds {args.seeds} needs about {need / 2**30:.3g} GiB for {args.steps} steps of a"
+            f" {dim}-dimensional problem, more than the {have / 2**30:.3g} GiB available: use"
+            " fewer seeds (or run them in several commands)"
+        )
+
+
 def run_command(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.seed < 0:
         raise ValueError("--seeds must be >= 1 and --seed >= 0")
     problem = get_problem(args.problem)
+    check_memory(args, problem.start.size)
     geometry = Geometry(problem)
     optima = args.optima or finite_optima(geometry, args.problem)
     rule = make_rule(args.rule, args.lam, args.steps, args.switch, optima, args.refresh_every)
@@ -203,11 +249,5 @@ def main(argv: list[str] | None = None) -> int:
         for name, (text, _) in BUILTINS.items():
             print(f"{name:<14} {text}")
         return 0
-    try:
-        return run_command(args)
-    except ValueError as e:  # bad problem files and arguments: the user's mistake, one line
-        print(f"toyopt: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # e.g. --out into a folder that does not exist
-        print(f"toyopt: error: {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
+    # bad problem files and arguments, I/O, memory, Ctrl-C: one line (toyopt.errors)
+    return handle("toyopt", lambda: run_command(args), reduce="--seeds or --steps")

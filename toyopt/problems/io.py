@@ -17,6 +17,7 @@ import numpy as np
 from toyopt.problems.base import Problem
 from toyopt.problems.loglinear import LogLinearProblem
 from toyopt.problems.quadratic import QuadraticProblem
+from toyopt.userinput import DuplicateKey, loads_json
 
 
 class ProblemFormatError(ValueError):
@@ -110,6 +111,8 @@ def check_finite(problem: Problem, source: str) -> Problem:
 def load_problem(path: str | Path) -> Problem:
     """Read and validate a problem JSON file."""
     path = Path(path)
+    if path.is_dir():
+        raise ProblemFormatError(f"{path} is a directory, not a problem JSON file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -119,9 +122,13 @@ def load_problem(path: str | Path) -> Problem:
     except OSError as e:
         raise ProblemFormatError(f"{path}: cannot read ({e.strerror})") from None
     try:
-        data = json.loads(text)
+        data = loads_json(text, str(path))
     except json.JSONDecodeError as e:
         raise ProblemFormatError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+    except RecursionError:
+        raise ProblemFormatError(f"{path}: nested too deeply to be a problem") from None
+    except DuplicateKey as e:
+        raise ProblemFormatError(str(e)) from None
     return problem_from_dict(data, str(path))
 
 

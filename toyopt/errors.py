@@ -1,0 +1,68 @@
+"""One top-level handler for every command: an expected failure is one line on stderr and an exit
+status, never a traceback.
+
+- a user mistake (``ValueError``, so also data and format errors) → ``PROG: error: …``, status 2;
+- ``OSError`` (a missing, unreadable or read-only path, a full disk) → the path and the reason,
+  status 2;
+- ``MemoryError`` → what ran out and what to reduce, status 2;
+- Ctrl-C (``KeyboardInterrupt``) → ``PROG: interrupted``, status 130 (SIGTERM: 143 where the
+  command turns it into a ``KeyboardInterrupt`` with a ``signum``).
+
+Anything else (a bug) still shows its traceback. ``python -m toyopt.llm`` adds its own statuses
+(3 for a divergence) around the same lines (:mod:`toyopt.llm.__main__`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+
+def oserror_line(err: OSError, fallback: str | None = None) -> str:
+    """``PATH: reason`` for an OSError (``fallback`` names the place when the error has no
+    file name, as a failed write does)."""
+    name = err.filename or fallback
+    if getattr(err, "filename2", None):
+        name = f"{name} -> {err.filename2}"
+    reason = err.strerror or str(err) or type(err).__name__
+    return f"{name}: {reason}" if name else reason
+
+
+def memory_line(reduce: str) -> str:
+    return f"out of memory; reduce {reduce}"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def handle(prog: str, body: Callable[[], int], reduce: str = "the problem size") -> int:
+    """``body()``'s status, or one line on stderr and the status of an expected failure."""
+    try:
+        return body()
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 128 + signum
+    except MemoryError:
+        print(f"{prog}: error: {memory_line(reduce)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"{prog}: error: {oserror_line(err)}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
