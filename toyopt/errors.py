@@ -66,3 +66,34 @@ def handle(prog: str, body: Callable[[], int], reduce: str = "the problem size")
     except ValueError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+
+
+def writable_file(path, flag: str) -> None:
+    """A ValueError, before any work, when ``path`` cannot be written as a file: it is a
+    directory, its folder does not exist or is not writable, or it is a read-only file."""
+    from pathlib import Path
+
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a directory; give a file name")
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{flag} {path}: not writable (check the permissions)")
+
+
+def writable_dir(path, flag: str) -> None:
+    """A ValueError, before any work, when files cannot be written into the directory ``path``
+    (created here, with its parents, if missing)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{flag} {path}: cannot be created ({err.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: not writable (check the permissions)")

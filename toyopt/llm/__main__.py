@@ -9,10 +9,13 @@ import sys
 import threading
 from pathlib import Path
 
+from toyopt.errors import memory_line, oserror_line, writable_file
 from toyopt.llm.data import DataError
 from toyopt.llm.models import ModelError
 from toyopt.llm.train import Diverged, Interrupted
 from toyopt.rules import RULE_NAMES as RULES
+
+MEMORY = "--batch-size, --eval-batch-size or --max-length (or use --lora, a smaller --model)"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -119,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as err:  # e.g. an output directory that is a file, a full disk
         # a failed write() carries no file name: name the directory the run was writing to
-        name = err.filename or (getattr(args, "output_dir", None) if err.errno else None)
-        where = f"{name}: " if name else ""
-        print(f"{error}: {where}{err.strerror or err}", file=sys.stderr)
+        where = getattr(args, "output_dir", None) if err.errno else None
+        print(f"{error}: {oserror_line(err, where)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{error}: {memory_line(MEMORY)}", file=sys.stderr)
         return 2
     except Diverged as err:  # the last good checkpoint is kept
         from toyopt.llm.checkpoint import checkpoints
@@ -145,6 +150,7 @@ def command(args: argparse.Namespace) -> int:
     if args.command == "pretrain-tiny":
         from toyopt.llm.pretrain import WEIGHTS, write_weights
 
+        writable_file(args.out or WEIGHTS, "--out")  # before the pretraining, not after it
         losses = write_weights(args.out or WEIGHTS)
         print(f"{args.out or WEIGHTS}: {len(losses)} steps, final loss {losses[-1]:.3f}")
         return 0
@@ -167,6 +173,7 @@ def command(args: argparse.Namespace) -> int:
     if args.command == "study":  # before the generic default output directory below
         return study_command(args)
     from toyopt.llm.config import from_sources
+    from toyopt.llm.prepare import check_sources
 
     if args.command != "train" and not hasattr(args, "output_dir"):
         args.output_dir = f"runs/llm-{args.command}"
@@ -176,6 +183,7 @@ def command(args: argparse.Namespace) -> int:
         lams, rules = parse_lams(args.lams), parse_rules(args.rules)  # before any training
         args.rule = "mix"  # validated per run below; any valid name passes here
     cfg = from_sources(args)
+    check_sources(cfg)  # bad rows are named before a run directory is made
     if args.command == "train":
         from toyopt.llm.train import run
 
@@ -197,6 +205,7 @@ def command(args: argparse.Namespace) -> int:
 
 def study_command(args: argparse.Namespace) -> int:
     from toyopt.llm.config import from_sources, read_yaml
+    from toyopt.llm.prepare import check_sources
     from toyopt.llm.study import STUDY_DEFAULTS, parse_seeds, run_study
     from toyopt.llm.study_report import report
     from toyopt.llm.sweep import parse_lams, parse_rules
@@ -211,6 +220,7 @@ def study_command(args: argparse.Namespace) -> int:
         model = read_yaml(args.config).get("model")
     defaults = STUDY_DEFAULTS if model in (None, "smollm2") else {"progress": False}
     cfg = from_sources(args, defaults)
+    check_sources(cfg)
     results = args.results or Path(cfg.output_dir) / "results"
     run_study(cfg, seeds, lams, rules, results, train=not args.collect_only)
     print(report(results), end="")

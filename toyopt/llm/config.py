@@ -187,7 +187,34 @@ class TrainConfig:
         parse_trackers(self.report_to)
         if self.rule == "maxright" and not self.optima:
             raise ValueError("maxright needs --optima FILE (python -m toyopt.llm optima) or 'zero'")
+        if self.save_every < 0:
+            raise ValueError(
+                f"--save-every must be >= 0 (0: a checkpoint only at the end), got {self.save_every}"
+            )
+        self.check_up_front()
         return self
+
+    def check_up_front(self) -> None:
+        """What would otherwise fail only at the end of training (saving the final model) or
+        deep inside a library (a file that is a directory, a model directory missing files):
+        one line now, before anything is loaded."""
+        if self.model == "smollm2" and not self.lora:
+            raise ValueError(
+                "--model smollm2 needs --lora: its GGUF weights cannot be saved as a full model"
+                " (with --lora the adapters are saved)"
+            )
+        for name in ("sft_data", "pref_data", "sft_eval", "pref_eval"):
+            value = getattr(self, name)
+            if value and not value.startswith("hf:") and Path(value).is_dir():
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} {value} is a directory, not a JSONL file")
+        from toyopt.llm.models import check_model_dir
+        from toyopt.llm.setup import read_optima
+
+        read_optima(self.optima)  # its values, now rather than when the rule is built
+        check_model_dir(self.model, "--model")
+        if self.ref_model:
+            check_model_dir(self.ref_model, "--ref-model")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -246,11 +273,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def read_yaml(path: str | Path) -> dict:
     import yaml
 
+    from toyopt.userinput import load_yaml
+
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--config {path} is a directory, not a YAML file")
     if not path.is_file():
         raise ValueError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        data = load_yaml(path.read_bytes().decode("utf-8"), str(path)) or {}
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:

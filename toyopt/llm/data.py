@@ -7,6 +7,9 @@ Accepted row formats (one JSON object per line):
   whose last message is the assistant's answer and whose earlier messages form the prompt.
 - Preference: ``{"prompt", "chosen", "rejected"}`` (all strings).
 
+A row holding the fields of two formats (``prompt``/``completion`` and ``messages``, say) is
+ambiguous, as is a key given twice in one row: both are refused, not resolved by a guess.
+
 A bad row stops the load with a :class:`DataError` naming file, line and field; with
 ``skip_bad=True`` bad rows are skipped and counted instead. Nothing is dropped silently.
 """
@@ -14,8 +17,10 @@ A bad row stops the load with a :class:`DataError` naming file, line and field; 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from toyopt.userinput import refuse_duplicates
 
 
 class DataError(ValueError):
@@ -28,6 +33,7 @@ class SFTExample:
 
     prompt: str | tuple[tuple[str, str], ...]
     completion: str
+    where: str = field(default="", compare=False)  # FILE:LINE of the row, for later errors
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class PrefExample:
     prompt: str | tuple[tuple[str, str], ...]
     chosen: str
     rejected: str
+    where: str = field(default="", compare=False)
 
 
 @dataclass
@@ -75,8 +82,28 @@ def _messages(row: dict) -> SFTExample:
     return SFTExample(prompt=tuple(pairs[:-1]), completion=pairs[-1][1])
 
 
+FORMATS = {
+    "messages": ("messages",),
+    "instruction/output": ("instruction", "output", "input"),
+    "prompt/completion": ("prompt", "completion"),
+    "prompt/chosen/rejected": ("chosen", "rejected"),
+}
+
+
+def one_format(row: dict, kind: str) -> None:
+    """A ValueError when the row holds the fields of two formats (one would be ignored)."""
+    found = [name for name, keys in FORMATS.items() if any(k in row for k in keys)]
+    if kind == "pref" and "completion" not in row and "prompt/completion" in found:
+        found.remove("prompt/completion")  # 'prompt' alone is the pair's own prompt
+    if len(found) > 1:
+        raise ValueError(
+            f"the row holds two formats, {found[0]} and {found[1]}: keep the fields of one"
+        )
+
+
 def parse_sft(row: dict) -> SFTExample:
     """One SFT row in any accepted format (see the module docstring)."""
+    one_format(row, "sft")
     if "messages" in row:
         return _messages(row)
     if "instruction" in row:
@@ -94,6 +121,7 @@ def parse_sft(row: dict) -> SFTExample:
 
 def parse_pref(row: dict) -> PrefExample:
     """One preference row; chosen and rejected must differ (else the DPO loss is constant)."""
+    one_format(row, "pref")
     ex = PrefExample(_text(row, "prompt"), _text(row, "chosen"), _text(row, "rejected"))
     if ex.chosen == ex.rejected:
         raise ValueError("fields 'chosen' and 'rejected' are identical")
@@ -118,6 +146,8 @@ def _row_error(path: Path, line_no: int, err: Exception) -> str:
 def load_jsonl(path: str | Path, kind: str, skip_bad: bool = False) -> Loaded:
     """Read ``path`` as JSONL of ``kind`` ("sft" or "pref") rows; blank lines are ignored."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a JSONL file")
     if not path.is_file():
         raise DataError(f"{path}: no such data file")
     parse = PARSERS[kind]
@@ -126,10 +156,10 @@ def load_jsonl(path: str | Path, kind: str, skip_bad: bool = False) -> Loaded:
         if not raw.strip():
             continue
         try:
-            row = json.loads(raw.decode("utf-8"))
+            row = json.loads(raw.decode("utf-8"), object_pairs_hook=refuse_duplicates)
             if not isinstance(row, dict):
                 raise TypeError(f"a row must be a JSON object, got {type(row).__name__}")
-            out.examples.append(parse(row))
+            out.examples.append(replace(parse(row), where=f"{path}:{line_no}"))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError) as err:
             message = _row_error(path, line_no, err)
             if not skip_bad:
@@ -162,7 +192,7 @@ def load_hub(name: str, kind: str, split: str = "train", skip_bad: bool = False)
     out = Loaded(examples=[])
     for i, row in enumerate(rows):
         try:
-            out.examples.append(parse(dict(row)))
+            out.examples.append(replace(parse(dict(row)), where=f"{name}[{split}]:{i}"))
         except (KeyError, TypeError, ValueError) as err:
             message = _row_error(Path(f"{name}[{split}]"), i, err)
             if not skip_bad:

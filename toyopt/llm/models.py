@@ -105,6 +105,74 @@ def smollm2_dir() -> Path:
     return folder
 
 
+BUILT_IN = ("tiny", "tiny-random", "smollm2")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
+                   "sentencepiece.bpe.model")  # fmt: skip
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json", "adapter_model.safetensors")  # fmt: skip
+
+
+def is_hub_id(name: str) -> bool:
+    """``org/name`` (read from the local cache), not a path."""
+    return "/" in name and not name.startswith((".", "/")) and not Path(name).exists()
+
+
+def check_safetensors(path: Path) -> None:
+    """A ModelError when ``path`` is not a whole safetensors file: its header must parse and its
+    tensors must end exactly at the end of the file (a truncated copy does not)."""
+    import json
+
+    size = path.stat().st_size
+    damaged = f"{path}: truncated or damaged ({size} bytes"
+    again = "copy or save the model again"
+    if size < 8:
+        raise ModelError(f"{damaged}); {again}")
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if 8 + n > size:
+            raise ModelError(f"{damaged}, its header alone says {8 + n}); {again}")
+        try:
+            header = json.loads(f.read(n))
+            ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise ModelError(f"{damaged}, its header is unreadable); {again}") from None
+    expected = 8 + n + max(ends, default=0)
+    if expected != size:
+        raise ModelError(f"{damaged}, its header says {expected}); {again}")
+
+
+def check_model_dir(name: str, flag: str = "--model") -> None:
+    """One line, before anything is loaded, when ``name`` is a local model directory that cannot
+    be loaded: not a directory, empty, without config, weights or tokenizer files, or with a
+    truncated safetensors file. Built-in names and hub ids are checked when loaded."""
+    if name in BUILT_IN or is_hub_id(name):
+        return
+    path = Path(name)
+    if not path.exists():
+        raise ModelError(f"model {name!r}: no such directory (and not tiny, smollm2 or a hub id)")
+    if not path.is_dir():
+        raise ModelError(f"{flag} {path} is a file, not a model directory")
+    if not any(path.iterdir()):
+        raise ModelError(
+            f"{flag} {path} is an empty directory; a model directory holds config.json, the"
+            " weights and the tokenizer files (as save_pretrained writes them)"
+        )
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        raise ModelError(f"{flag} {path} has no config.json: not a saved model directory")
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        raise ModelError(
+            f"{flag} {path} has no weights (model.safetensors or pytorch_model.bin);"
+            " save the model there with save_pretrained"
+        )
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelError(
+            f"{flag} {path} has no tokenizer files (tokenizer.json, or tokenizer.model / vocab"
+            " files); save the tokenizer there too (tokenizer.save_pretrained)"
+        )
+    for weights in sorted(path.glob("*.safetensors")):
+        check_safetensors(weights)
+
+
 def load_model(name: str):
     """(model, tokenizer) for ``tiny``, ``smollm2``, a local directory or a cached hub name.
 
@@ -119,13 +187,16 @@ def load_model(name: str):
     source: str | Path = name
     if name == "smollm2":
         source, kwargs["gguf_file"] = smollm2_dir(), SMOLLM2_GGUF
-    elif not Path(name).exists() and ("/" not in name or name.startswith((".", "/"))):
-        raise ModelError(f"model {name!r}: no such directory (and not tiny, smollm2 or a hub id)")
+    else:
+        check_model_dir(name)
     try:
         tok = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
-    except OSError as err:
-        raise ModelError(f"model {name!r} could not be loaded offline: {err}") from None
+    except MemoryError:
+        raise
+    except Exception as err:  # transformers, tokenizers and safetensors raise many kinds
+        lines = [s.strip() for s in str(err).splitlines() if s.strip()] or [type(err).__name__]
+        raise ModelError(f"model {name!r} could not be loaded offline: {lines[0]}") from None
     if tok.pad_token_id is None:  # padding positions are masked, so any id will do
         tok.pad_token = tok.eos_token
     return model, tok

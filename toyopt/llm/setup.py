@@ -16,6 +16,7 @@ from toyopt.llm.optim import GradientMemory, MixAdam, MixClip, SplitState
 from toyopt.llm.scoring import pair_logps, reference_fn
 from toyopt.rules import Rule, make_rule
 from toyopt.schedules import Restarted, Schedule
+from toyopt.userinput import loads_json
 
 
 def build_model(cfg):
@@ -92,23 +93,37 @@ def read_reference(path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_optima(spec: str) -> dict[str, float] | None:
-    """``'zero'`` → f* = 0 for both; else a JSON file with numeric 'sft' and 'dpo'."""
+    """``'zero'`` → f* = 0 for both; else a JSON file with numeric 'sft' and 'dpo' (and
+    optionally 'eval_sft', 'eval_dpo'): finite real numbers >= 0, since both objectives are
+    losses that are never negative (a negative log-likelihood and a -log sigmoid)."""
     if not spec:
         return None
     if spec == "zero":
         return {"sft": 0.0, "dpo": 0.0}
     path = Path(spec)
+    if path.is_dir():
+        raise ValueError(f"--optima {path} is a directory, not an optima JSON file")
     if not path.is_file():
         raise ValueError(f"{path}: no such optima file")
     try:
-        data = json.loads(path.read_text())
+        data = loads_json(path.read_text(), str(path))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
-    for k in ("sft", "dpo"):
-        if not isinstance(data, dict) or not isinstance(data.get(k), (int, float)):
-            raise ValueError(f"{path}: field '{k}' must be a number")
-        if not math.isfinite(data[k]):  # json reads NaN and Infinity
-            raise ValueError(f"{path}: field '{k}' must be a finite number, got {data[k]}")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object {{'sft': f*, 'dpo': f*}}")
+    for k in ("sft", "dpo", "eval_sft", "eval_dpo"):
+        if k not in data and k.startswith("eval_"):
+            continue
+        value = data.get(k)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}: field '{k}' must be a number, got {json.dumps(value)}")
+        if not math.isfinite(value):  # json reads NaN and Infinity
+            raise ValueError(f"{path}: field '{k}' must be a finite number, got {value}")
+        if value < 0:
+            raise ValueError(
+                f"{path}: field '{k}' is {value}, but f* is the minimum of a loss that is never"
+                " negative: give a value >= 0 (python -m toyopt.llm optima estimates it)"
+            )
     return {"sft": float(data["sft"]), "dpo": float(data["dpo"])}
 
 
