@@ -11,13 +11,14 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from figures import build
-from figures.llm_runs import RunFormatError
+from toyopt.cli import OneLineParser
+from toyopt.errors import handle, writable_dir
 
 STEPS = ("toy_contours", "toy_grid", "rates", "llm", "study")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m figures", description=__doc__)
+    p = OneLineParser(prog="python -m figures", description=__doc__)
     p.add_argument("--out", type=Path, default=build.DEFAULT_OUT, help="output directory")
     p.add_argument("--quick", action="store_true", help="small budgets (seconds): for tests")
     p.add_argument(
@@ -51,27 +52,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    # a bad run directory, I/O, memory, Ctrl-C: one line (toyopt.errors)
+    return handle("figures", lambda: draw(parse(argv)), reduce="the budgets (--quick)")
+
+
+def draw(args: argparse.Namespace) -> int:
+    writable_dir(args.out, "--out")  # before drawing, not after the first figure
     progress = not args.no_progress
     start = time.perf_counter()
     done: list[build.Built] = []
     bar = tqdm([s for s in STEPS if s in args.only], desc="figures", disable=not progress)
     for step in bar:
         bar.set_postfix_str(step)
-        try:
-            if step == "toy_contours":
-                done.append(build.contours(args.out, args.quick, progress))
-            elif step == "toy_grid":
-                done += build.toy_grid(args.out, args.quick, progress)
-            elif step == "rates":
-                done.append(build.rates(args.out, args.quick))
-            elif step == "llm":
-                done += build.llm(args.out, args.llm_runs, args.optima)
-            else:
-                done.append(build.study(args.out, args.study))
-        except (RunFormatError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        if step == "toy_contours":
+            done.append(build.contours(args.out, args.quick, progress))
+        elif step == "toy_grid":
+            done += build.toy_grid(args.out, args.quick, progress)
+        elif step == "rates":
+            done.append(build.rates(args.out, args.quick))
+        elif step == "llm":
+            done += build.llm(args.out, args.llm_runs, args.optima)
+        else:
+            done.append(build.study(args.out, args.study))
     bar.close()
     for b in done:
         status = f"{len(b.paths)} files" if b.paths else "not drawn"

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from toyopt.rules import OBJECTIVES, RULE_NAMES
+from toyopt.userinput import DuplicateKey, loads_json
 
 MEMORY_FIELDS = ("peak_memory_bytes", "peak_cuda_allocated_bytes", "peak_rss_bytes")
 
@@ -80,7 +81,9 @@ def _number(value, where: str, field: str) -> float:
 def read_json_object(path: Path, missing: str, expected: str = "a JSON object") -> dict:
     """A JSON file holding one object, or a one-line RunFormatError naming the file."""
     try:
-        data = json.loads(path.read_text())
+        data = loads_json(path.read_text(), str(path))
+    except DuplicateKey as e:
+        raise RunFormatError(str(e)) from None
     except FileNotFoundError:
         raise RunFormatError(f"{path}: {missing}") from None
     except json.JSONDecodeError as e:
@@ -184,10 +187,13 @@ def read_run(run_dir: Path) -> LLMRun:
 
 
 def read_runs(root: Path) -> list[LLMRun]:
-    """Every run directory (a folder with config.json) directly under ``root``, by name."""
+    """Every run directory (a folder with config.json) directly under ``root``, by name; or
+    ``root`` itself when it is one run directory (config.json and metrics.jsonl)."""
     root = Path(root)
     if not root.is_dir():
         raise RunFormatError(f"{root}: not a directory of run directories")
+    if (root / "config.json").is_file() and (root / "metrics.jsonl").is_file():
+        return [read_run(root)]  # a single run directory: draw that run
     dirs = sorted(d for d in root.iterdir() if (d / "config.json").exists())
     if not dirs:
         raise RunFormatError(f"{root}: no run directories (folders with config.json) inside")

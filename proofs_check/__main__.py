@@ -22,6 +22,8 @@ from tqdm.auto import tqdm
 
 from proofs_check.record import CLAIMS, Record, format_table
 from proofs_check.suite import jobs
+from toyopt.cli import OneLineParser
+from toyopt.errors import handle, writable_file
 
 
 def medians(records: list[Record]) -> str:
@@ -36,13 +38,33 @@ def medians(records: list[Record]) -> str:
     return "bound/measured over the `<=` records:\n\n" + "\n".join(lines)
 
 
+def block_pattern(name: str) -> tuple[str, str, re.Pattern]:
+    start, end = f"<!-- proofs_check:{name} -->", f"<!-- /proofs_check:{name} -->"
+    return start, end, re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+
+
+def check_block(path: Path, name: str) -> str:
+    """The text of ``path``, or a ValueError (before any check runs) when the file is missing,
+    a directory, unreadable, not writable or without the ``proofs_check:name`` block."""
+    start, end, pattern = block_pattern(name)
+    if path.is_dir():
+        raise ValueError(f"--write {path} is a directory, not a Markdown file")
+    if not path.is_file():
+        raise ValueError(f"--write {path}: no such file (it must hold a {start} ... {end} block)")
+    try:
+        old = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--write {path}: not UTF-8 text (byte {e.start})") from None
+    if not pattern.search(old):
+        raise ValueError(f"--write {path} has no {start} ... {end} block to replace")
+    writable_file(path, "--write")
+    return old
+
+
 def replace_block(path: Path, name: str, text: str) -> None:
     """Put ``text`` between the ``proofs_check:name`` markers of the file."""
-    start, end = f"<!-- proofs_check:{name} -->", f"<!-- /proofs_check:{name} -->"
-    old = path.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    if not pattern.search(old):
-        raise SystemExit(f"proofs_check: error: {path} has no {start} ... {end} block")
+    start, end, pattern = block_pattern(name)
+    old = check_block(path, name)
     path.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", old), encoding="utf-8")
 
 
@@ -77,7 +99,12 @@ def run_all(quick: bool, only: str | None, parser: argparse.ArgumentParser) -> l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    # a wrong file, I/O, memory, Ctrl-C: one line (toyopt.errors)
+    return handle("proofs_check", lambda: command(argv), reduce="the budget (--quick, --only)")
+
+
+def command(argv: list[str] | None) -> int:
+    parser = OneLineParser(
         prog="proofs_check",
         description=(
             "Numerical checks of the paper's claims C1-C6 with explicit constants, and of its"
@@ -111,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # fmt: skip
     if args.write and not (args.markdown or args.sensitivity):
         parser.error("--write needs --markdown or --sensitivity")
+    if args.write:  # before the checks run (minutes), not after
+        check_block(args.write, "sensitivity" if args.sensitivity else "table")
     if args.sensitivity:
         from proofs_check.sensitivity import table
 
