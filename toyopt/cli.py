@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toyopt.errors import available_memory, handle
+from toyopt.errors import available_memory, handle, writable_file
 from toyopt.pareto import METRICS, Geometry
 from toyopt.problems import BUILTINS, get_problem
 from toyopt.rules import RULE_NAMES, make_rule
@@ -189,6 +189,8 @@ def check_memory(args: argparse.Namespace, dim: int) -> None:
 def run_command(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.seed < 0:
         raise ValueError("--seeds must be >= 1 and --seed >= 0")
+    if args.out:
+        writable_file(args.out, "--out")  # before the run, not after it
     problem = get_problem(args.problem)
     check_memory(args, problem.start.size)
     geometry = Geometry(problem)

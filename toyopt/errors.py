@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 
@@ -49,8 +50,27 @@ def available_memory() -> int | None:
         return None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is (as Ctrl-C raises KeyboardInterrupt)."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+def on_sigterm():
+    """Make SIGTERM raise :class:`Terminated` (main thread only); returns the previous handler
+    to restore, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminate)
+
+
 def handle(prog: str, body: Callable[[], int], reduce: str = "the problem size") -> int:
     """``body()``'s status, or one line on stderr and the status of an expected failure."""
+    previous = on_sigterm()
     try:
         return body()
     except KeyboardInterrupt as err:
@@ -66,6 +86,9 @@ def handle(prog: str, body: Callable[[], int], reduce: str = "the problem size")
     except ValueError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def writable_file(path, flag: str) -> None:

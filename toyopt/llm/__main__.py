@@ -6,10 +6,9 @@ import argparse
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
-from toyopt.errors import memory_line, oserror_line, writable_file
+from toyopt.errors import memory_line, on_sigterm, oserror_line, writable_file
 from toyopt.llm.data import DataError
 from toyopt.llm.models import ModelError
 from toyopt.llm.train import Diverged, Interrupted
@@ -99,20 +98,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is (as Ctrl-C raises KeyboardInterrupt)."""
-
-    signum = signal.SIGTERM
-
-
-def _terminate(signum, frame) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous = on_sigterm()
     # under a launcher, name the process: its line may be the only trace of why the run stopped
     error = f"error (process {os.environ['RANK']})" if "RANK" in os.environ else "error"
     try:
