@@ -291,6 +291,11 @@ def read_yaml(path: str | Path) -> dict:
     for key in data:
         if not isinstance(key, str):
             raise ValueError(f"{path}: config keys must be field names, got {key!r}")
+    fields_of = {}
+    for key in data:  # save-every and save_every are one field: given both, which is meant?
+        other = fields_of.setdefault(key.replace("-", "_"), key)
+        if other != key:
+            raise ValueError(f"{path}: keys {other!r} and {key!r} name the same field; keep one")
     data = {k.replace("-", "_"): v for k, v in data.items()}
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
