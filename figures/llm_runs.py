@@ -210,6 +210,8 @@ def read_optima(path: Path) -> dict[str, float]:
         if key not in data:
             raise RunFormatError(f"{path}: missing field {k!r}")
         out[k] = _number(data[key], str(path), key)
+        if out[k] < 0:  # the minimum of a loss that is never negative
+            raise RunFormatError(f"{path}: field {key!r} is {out[k]}, but an optimum is >= 0")
     return out
 
 
