@@ -1,12 +1,14 @@
 """Data for a run: resolve the sources, load and validate them, hold out eval rows, tokenize.
 
 Missing sources fall back to the synthetic tasks (:mod:`toyopt.llm.synthetic`), written into the
-run directory so the run is self-contained. A preference pair whose chosen and rejected
-sequences are the same tokens after truncation to ``max_length`` gives DPO a constant loss (ln 2)
-and no gradient: it is refused (naming its file and line), or skipped and counted with
-``skip_bad_rows``; a split of such pairs only is refused either way. Without an eval file, a fixed share of the training
+run directory so the run is self-contained. Without an eval file, a fixed share of the training
 rows is held out: row i goes to eval when uniform(0, i, SPLIT_STREAM) < eval_fraction, the same
 rows for every run and seed. Everything skipped or truncated is counted and reported.
+
+A preference pair whose chosen and rejected sequences are the same tokens after truncation to
+``max_length`` gives DPO a constant loss (ln 2) and no gradient: it is refused (naming its file
+and line), or skipped and counted with ``skip_bad_rows``; a split of only such pairs is refused
+either way.
 """
 
 from __future__ import annotations
