@@ -21,6 +21,8 @@ import os
 import shutil
 from pathlib import Path
 
+from toyopt import files as fs
+
 PREFIX = "step-"
 MANIFEST = "manifest.json"
 
@@ -66,11 +68,9 @@ def fsync(path: Path) -> None:
 
 
 def write_json(path: Path, data) -> None:
-    """Write JSON through a temporary file and a rename, synced: never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    fsync(tmp)
-    os.replace(tmp, path)
+    """Write JSON through a temporary file and a rename, synced: never half a file, never
+    through a link (:mod:`toyopt.files`)."""
+    fs.write_json(path, data)
 
 
 def save_checkpoint(engine, run: Path, step: int, model, optimizer, state: dict,
@@ -86,7 +86,7 @@ def save_checkpoint(engine, run: Path, step: int, model, optimizer, state: dict,
     engine.wait()
     engine.save_state(model, optimizer, tmp)
     if engine.is_main:
-        (tmp / "state.json").write_text(json.dumps({**state, "step": step}))
+        fs.write_text(tmp / "state.json", json.dumps({**state, "step": step}))
     for f in (f for f in tmp.rglob("*") if f.is_file()):  # each process syncs what it sees
         fsync(f)
     engine.wait()  # every process's files are on disk before the manifest and the rename
@@ -186,13 +186,14 @@ class MetricsLog:
         """``kept``: the checkpoint's {"bytes", "sha256"} of the log (resume), else a new log."""
         self.path, self.digest = path, hashlib.sha256()
         if kept is None:
-            path.write_text("")
+            fs.open_append(path, truncate=True).close()
         else:  # resume: drop rows written after the checkpoint (and any half-written line)
+            fs.refuse_links(path)
             verify_metrics(path, kept)
             os.truncate(path, kept["bytes"])
             with open(path, "rb") as f:
                 self.digest.update(f.read())
-        self._file = open(path, "a", encoding="utf-8")
+        self._file = fs.open_append(path)
 
     def write(self, row: dict) -> None:
         line = json.dumps(row) + "\n"
