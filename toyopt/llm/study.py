@@ -74,6 +74,12 @@ def run_study(cfg: TrainConfig, seeds, lams, rules, results: Path | None, log=pr
     from toyopt.llm.sweep import sweep
 
     out = Path(cfg.output_dir)
+    if cfg.overwrite and train:  # every run it would overwrite, checked before deleting any
+        from toyopt.llm.rundir import check_overwrite
+        from toyopt.llm.sweep import overwrite_targets
+
+        check_overwrite(cfg, [t for seed in seeds for t in overwrite_targets(
+            dataclasses.replace(cfg, output_dir=str(out / f"seed-{seed}")), lams, rules)])  # fmt: skip
     done = committed(results, cfg) if results is not None else set()
     for seed in seeds if train else ():
         seed_dir = out / f"seed-{seed}"
