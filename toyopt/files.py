@@ -94,15 +94,23 @@ def write_with(path: Path, fill: Callable[[Path], None], root: Path | None = Non
     :func:`check_target` (``replace=False``: the file must not exist)."""
     path = Path(path)
     check_target(path, None, root, replace)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # name the file asked for, not the temporary one
+        raise OSError(err.errno, err.strerror, str(path)) from None
     os.close(fd)
-    tmp = Path(tmp)
+    tmp = Path(name)
     try:
         fill(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         refuse_links(path, root)  # again, just before the rename
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.filename in (name, str(tmp)):
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
