@@ -310,6 +310,29 @@ def lost_progress(run: Path, cfg: TrainConfig) -> str | None:
     )
 
 
+def models_unchanged(run: Path, cfg: TrainConfig) -> None:
+    """Before any model is loaded: a one-line refusal if the files of ``--model`` or
+    ``--ref-model`` differ from those the newest checkpoint recorded (its manifest sealed; the
+    checkpoint's files are verified later, when it is resumed, and the check is made again)."""
+    from toyopt.llm.checkpoint import MANIFEST, checkpoints, content_sha256
+    from toyopt.llm.fingerprint import changes, inputs
+
+    found = checkpoints(run)
+    if not found:
+        return
+    try:
+        manifest = json.loads((found[-1] / MANIFEST).read_text())
+        recorded = manifest["inputs"] if manifest["sha256"] == content_sha256(manifest) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None  # named when the checkpoint is verified
+    diff = changes(recorded, inputs(cfg)) if isinstance(recorded, dict) else []
+    if diff:
+        raise ValueError(
+            f"{diff[0]}: restore it, or start again with --overwrite ({found[-1].name} was"
+            " trained on the earlier files)"
+        )
+
+
 def start_run_dir(cfg: TrainConfig):
     """Claim the run directory (and on resume check the config it was started with)."""
     owned = claim(cfg.output_dir, "run", resume=cfg.resume, overwrite=cfg.overwrite, inputs=cfg)
@@ -318,6 +341,12 @@ def start_run_dir(cfg: TrainConfig):
     if lost:
         owned.release()
         raise ValueError(lost)
+    if cfg.resume and not cfg.overwrite:
+        try:
+            models_unchanged(run, cfg)
+        except BaseException:
+            owned.release()
+            raise
     saved = run / "config.json"
     if saved.is_file() and cfg.resume:
         try:
