@@ -6,7 +6,7 @@ them with the files as they are now: a LoRA run whose base weights changed, or a
 ``--no-precompute-ref`` whose reference model changed (its log-probs are computed per batch from
 it), is refused in one line naming the file. Built-in models are fingerprinted by the file they
 load from (``tiny``: the shipped pretrained weights; ``smollm2``: the GGUF file; ``tiny-random``
-is built by code alone). Hub names in the local cache are recorded by name only.
+is built by code alone; a hub name: the files of its snapshot in the local cache).
 
 Files are hashed in 1 MiB blocks, once per process for a given path, size and mtime (a 270 MB
 GGUF file is read once per run, not once per checkpoint).
@@ -49,12 +49,26 @@ def model_files(name: str) -> dict[str, Path] | None:
         return {path.name: path}
     folder = Path(name)
     if not folder.is_dir():
-        return None
+        folder = cached_snapshot(name)
+        if folder is None:
+            return None
     return {
         p.name: p
         for p in sorted(folder.iterdir())
         if p.is_file() and not p.name.startswith(".") and p.suffix in SUFFIXES
     }
+
+
+def cached_snapshot(name: str) -> Path | None:
+    """The local Hugging Face cache's snapshot folder of hub model ``name`` (None if none)."""
+    if "/" not in name or name.startswith((".", "/")):
+        return None  # a local path (load_model refuses it when it does not exist)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not a hub id, not cached, or no huggingface_hub
+        return None
 
 
 def model_fingerprint(name: str) -> dict | None:
