@@ -162,6 +162,24 @@ def test_overwrite_of_a_read_only_checkpoint_deletes_nothing(capsys, case):
         ckpt.chmod(0o755)
 
 
+def test_overwrite_that_cannot_move_an_entry_aside_deletes_nothing(capsys, case, monkeypatch):
+    """Deletion is all or nothing: an entry that cannot be moved (here a rename refused as a
+    read-only folder refuses it, even to root) puts back those already moved."""
+    data, run, _ = case
+    rename = os.rename
+
+    def refusing(src, dst):
+        if Path(src).name == "final":
+            raise PermissionError(13, "Permission denied", str(src))
+        return rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", refusing)
+    before = snapshot(run)
+    status, err = cli(capsys, *train(data, run, "--overwrite"))
+    one_line(status, err, run / "final", "nothing was deleted")
+    assert snapshot(run) == before and not (run / ".toyopt-trash").exists()
+
+
 # --overwrite and the command's own inputs
 
 

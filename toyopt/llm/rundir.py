@@ -34,6 +34,7 @@ from toyopt.llm.setup import read_optima
 
 MARKER = "toyopt-run.json"
 LOCK = ".toyopt.lock"
+TRASH = ".toyopt-trash"  # what --overwrite deletes, moved aside first
 # what each kind of directory creates (a sweep's and an optima estimate's run directories are
 # runs of their own, with their own markers)
 ENTRIES = {
@@ -108,7 +109,7 @@ def _lock(path: Path) -> int:
 def check_links(path: Path, kind: str) -> None:
     """A one-line refusal if the marker, the lock or an entry of ``kind`` (or a folder on its
     way) is a symbolic link: nothing is written or deleted through one."""
-    for name in (MARKER, LOCK, *ENTRIES[kind]):
+    for name in (MARKER, LOCK, TRASH, *ENTRIES[kind]):
         found = fs.link_in(path / name, path)
         if found is not None:
             raise fs.LinkRefused(
@@ -191,11 +192,30 @@ def check_overwrite(cfg, targets: list[tuple[Path, str]]) -> None:
 
 def remove_entries(path: Path, kind: str, plan: list[Path] | None = None) -> None:
     """Delete what a directory of ``kind`` creates (``plan``, resolved by
-    :func:`overwrite_plan`), and the folders that this leaves empty."""
-    for p in overwrite_plan(path, kind) if plan is None else plan:
-        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+    :func:`overwrite_plan`), and the folders that this leaves empty. All or nothing: every entry
+    is first renamed into ``.toyopt-trash`` (a rename that fails puts the others back and
+    deletes nothing), then the trash is deleted."""
+    plan = overwrite_plan(path, kind) if plan is None else plan
+    trash = path / TRASH
+    shutil.rmtree(trash, ignore_errors=True)  # an overwrite killed while deleting
+    trash.mkdir()
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for i, p in enumerate(plan):
+            os.rename(p, trash / str(i))
+            moved.append((trash / str(i), p))
+    except OSError as err:
+        for aside, back in reversed(moved):
+            os.rename(aside, back)
+        trash.rmdir()
+        raise ValueError(
+            f"{p}: --overwrite cannot move it aside ({err.strerror}): make it writable, or choose"
+            " another directory; nothing was deleted"
+        ) from None
+    for _, p in moved:
         if p.parent != path and p.parent.is_dir() and not any(p.parent.iterdir()):
             p.parent.rmdir()
+    shutil.rmtree(trash, ignore_errors=True)  # what it cannot delete now goes the next time
 
 
 def claim(output_dir: str, kind: str, resume: bool = False, overwrite: bool = False,
