@@ -203,6 +203,14 @@ def test_overwrite_refuses_a_model_from_the_run_it_deletes(capsys, case):
     assert snapshot(run) == before
 
 
+def test_overwrite_refuses_a_config_file_it_would_delete(capsys, case):
+    data, run, _ = case
+    before = snapshot(run)
+    status, err = cli(capsys, *train(data, run, "--overwrite", "--config", run / "config.yaml"))
+    one_line(status, err, "--config", run / "config.yaml", "copy it elsewhere")
+    assert snapshot(run) == before
+
+
 def test_overwrite_of_a_sweep_refuses_its_own_optima_before_deleting_any_run(capsys, tmp_path):
     """The sweep checks every directory it would overwrite before it deletes anything."""
     sweep = tmp_path / "sweep"

@@ -152,7 +152,7 @@ def overwrite_plan(path: Path, kind: str) -> list[Path]:
 # the options of a command that name files or directories it reads
 INPUTS = {"sft_data": "--sft-data", "sft_eval": "--sft-eval", "pref_data": "--pref-data",
           "pref_eval": "--pref-eval", "optima": "--optima", "model": "--model",
-          "ref_model": "--ref-model"}  # fmt: skip
+          "ref_model": "--ref-model", "config": "--config"}  # fmt: skip
 
 
 def inside(p: Path, doomed: list[Path]) -> Path | None:
