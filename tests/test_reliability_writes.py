@@ -137,13 +137,20 @@ def test_a_linked_log_or_lock_is_refused_and_nothing_written_through_it(capsys, 
     assert snapshot(run) == before  # the finished run as it was
 
 
-@pytest.mark.parametrize("entry", ["checkpoints", "final"])
-def test_overwrite_of_a_run_whose_folder_is_a_link_deletes_nothing(capsys, case, entry):
+@pytest.mark.parametrize(
+    "entry, extra",
+    [("checkpoints", "--overwrite"), ("final", "--overwrite"),
+     ("checkpoints/step-000004", "--resume")],
+)  # fmt: skip
+def test_a_run_whose_folder_is_a_link_deletes_and_reads_nothing_through_it(
+    capsys, case, entry, extra
+):
     data, run, user = case
-    shutil.move(run / entry, user / entry)  # the user keeps the folder elsewhere, linked
-    (run / entry).symlink_to(user / entry, target_is_directory=True)
+    kept = user / Path(entry).name
+    shutil.move(run / entry, kept)  # the user keeps the folder elsewhere, linked
+    (run / entry).symlink_to(kept, target_is_directory=True)
     before, outside = snapshot(run), snapshot(user)
-    status, err = cli(capsys, *train(data, run, "--overwrite"))
+    status, err = cli(capsys, *train(data, run, extra))
     one_line(status, err, run / entry, "symbolic link")
     assert snapshot(run) == before and snapshot(user) == outside
 

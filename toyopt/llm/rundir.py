@@ -109,7 +109,13 @@ def _lock(path: Path) -> int:
 def check_links(path: Path, kind: str) -> None:
     """A one-line refusal if the marker, the lock or an entry of ``kind`` (or a folder on its
     way) is a symbolic link: nothing is written or deleted through one."""
-    for name in (MARKER, LOCK, TRASH, *ENTRIES[kind]):
+    ckpts = path / "checkpoints"
+    inner = (
+        sorted(ckpts.iterdir())
+        if kind == "run" and ckpts.is_dir() and not ckpts.is_symlink()
+        else []
+    )
+    for name in (MARKER, LOCK, TRASH, *ENTRIES[kind], *(p.relative_to(path) for p in inner)):
         found = fs.link_in(path / name, path)
         if found is not None:
             raise fs.LinkRefused(
