@@ -4,8 +4,9 @@ One protocol for every engine. A checkpoint ``checkpoints/step-NNNNNN`` holds wh
 saves (:meth:`save_state`: the trainable parameters and the optimizer state, or Accelerate's
 state), ``state.json`` (step, rule state, elapsed time, …) and ``manifest.json``: the sha256 of
 every other file, the step, the fingerprint of what the run depends on (the resolved config,
-the data files' sha256 and row counts, the reference log-probs file, and the length and sha256
-of the metrics log the checkpoint counts) and the sha256 of its own content. It is written under ``.tmp-step-NNNNNN`` by every
+the data files' sha256 and row counts, the reference log-probs file, the model files the
+result depends on (:mod:`toyopt.llm.fingerprint`), and the length and sha256 of the metrics log
+the checkpoint counts) and the sha256 of its own content. It is written under ``.tmp-step-NNNNNN`` by every
 process, synced, and renamed into place by the main process after all have written, so a crash
 mid-write never replaces a good checkpoint. Checkpoints are ordered by their step number.
 

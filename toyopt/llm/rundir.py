@@ -15,8 +15,10 @@
   is claimed: nothing is ever written through it (:mod:`toyopt.files`).
 
 A training run's directory also holds the resolved config, written only by a run that starts
-from step 0; ``--resume`` compares it (and a checkpoint's fingerprint of config and data) with
-the new config, and refuses a change in one line that names it.
+from step 0; ``--resume`` compares it (and a checkpoint's fingerprint of config, data and model
+files) with the new config, and refuses a change in one line that names it. ``--resume``
+starts from step 0 only where nothing finished is lost (:func:`lost_progress`): a run that
+finished or completed a checkpoint but has none left is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
