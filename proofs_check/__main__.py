@@ -43,7 +43,9 @@ def replace_block(path: Path, name: str, text: str) -> None:
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if not pattern.search(old):
         raise SystemExit(f"proofs_check: error: {path} has no {start} ... {end} block")
-    path.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", old), encoding="utf-8")
+    from toyopt.files import write_text
+
+    write_text(path, pattern.sub(lambda _: f"{start}\n{text}\n{end}", old))  # atomic, no link
 
 
 def provenance_note(command: str) -> str:
