@@ -138,6 +138,9 @@ class Run:
         if found is not None:
             elapsed, kept = self._restore(Path(found))
         elif main:
+            if cfg.resume and (self.dir / "metrics.jsonl").is_file():  # never a silent restart
+                print(f"{self.dir}: killed before its first checkpoint; --resume starts it again"
+                      " from step 0", file=sys.stderr)  # fmt: skip
             write_config(cfg, self.dir)
         self.metrics = MetricsLog(self.dir / "metrics.jsonl", kept) if main else NullLog()
         self.trackers = start_trackers(cfg, self.dir, self.start) if main else Trackers()
