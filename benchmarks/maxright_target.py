@@ -7,6 +7,7 @@ reference of the run), and prints per (λ, seed) the Chebyshev gap max{λ(f_dpo 
 (1 − λ)(f_sft − f*_sft)} of MAXRIGHT, the smallest other rule's, and their ratio, on both sets.
 f* on the training set: the single-objective runs' training-set values; held out: the smallest
 final held-out value of any run (as the study's report). A ratio ≤ 1.1 is the check's target.
+The last two columns say whether MAXRIGHT sits on the kink of its max (see :func:`choices`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def score(run: Path, tok) -> dict[str, dict[str, float]]:
     return out
 
 
+def choices(run: Path) -> tuple[float, float]:
+    """MAXRIGHT's choices over the second half of its run: the share of steps on SFT and the
+    switches per step. Sitting on the kink of its max (the two weighted gaps equal), it picks
+    each objective about half the time and switches at about every other step (a fair coin would
+    give 0.5); away from it, it keeps to one objective."""
+    rows = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines() if s]
+    picked = [r["objective"] for r in rows if "objective" in r]
+    late = picked[len(picked) // 2 :]
+    switches = sum(a != b for a, b in zip(late, late[1:]))
+    return late.count("sft") / len(late), switches / max(len(late) - 1, 1)
+
+
 def _point(s: dict[str, float]) -> tuple[float, float]:
     return s["eval_sft"], s["eval_dpo"]
 
@@ -73,9 +86,11 @@ def main(argv=None) -> str:
             best = min((r for r in gaps if r != "maxright"), key=gaps.get)
             cells += [f"{gaps['maxright']:.3f}", f"{best} {gaps[best]:.3f}",
                       f"{gaps['maxright'] / gaps[best]:.2f}"]  # fmt: skip
-        rows.append([f"{lam:g}", seed, *cells])
+        share, switches = choices(a.study / f"seed-{seed}" / f"maxright-lam{lam:g}")
+        rows.append([f"{lam:g}", seed, *cells, f"{share:.2f}", f"{switches:.2f}"])
     head = ["λ", "seed", "MAXRIGHT (train)", "best other (train)", "ratio (train)",
-            "MAXRIGHT (held-out)", "best other (held-out)", "ratio (held-out)"]  # fmt: skip
+            "MAXRIGHT (held-out)", "best other (held-out)", "ratio (held-out)",
+            "MAXRIGHT's SFT steps (2nd half)", "its switches per step"]  # fmt: skip
     n_ok = {i: sum(float(r[i]) <= 1.1 for r in rows) for i in (4, 7)}
     return (
         f"Command: `python -m benchmarks.maxright_target {a.study}`. MAXRIGHT's Chebyshev gap"

@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 
+from toyopt.files import write_with
+
 # A two-column paper's text width is about 6.75 in; one column about 3.3 in.
 FULL_WIDTH = 6.75
 COLUMN_WIDTH = 3.3
@@ -113,11 +115,14 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, object]]) -> Path:
     header: list[str] = []
     for row in rows:
         header += [k for k in row if k not in header]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+
+    def fill(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return write_with(Path(path), fill)  # atomic, never through a link
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -139,7 +144,7 @@ def save(
     with plt.rc_context(RC):
         for ext in ("png", "pdf"):
             path = out_dir / f"{name}.{ext}"
-            fig.savefig(path)
+            write_with(path, lambda tmp, ext=ext: fig.savefig(tmp, format=ext))
             paths.append(path)
     plt.close(fig)
     for key, rows in tables.items():

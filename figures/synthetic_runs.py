@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from figures.data import LAMS, SPLITS
+from toyopt.files import write_text
 
 OPTIMA = {"sft": 1.0, "dpo": 0.5}
 START = (2.0, 0.7)
@@ -33,7 +34,7 @@ def write_run(
     """One run directory: config.json and metrics.jsonl with an evaluation every steps/6."""
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = {"rule": rule, "lam": lam, "steps": steps, "seed": seed, "switch": switch}
-    (run_dir / "config.json").write_text(json.dumps(cfg) + "\n")
+    write_text(run_dir / "config.json", json.dumps(cfg) + "\n")
     end = np.array(final_point(rule, lam))
     family = "sequential" if rule.startswith("sequential") else rule
     rows = []
@@ -57,8 +58,7 @@ def write_run(
             )
             rows.append({"step": s, "eval_sft": point[0], "eval_dpo": point[1],
                          "wall_time": 0.01 * (t + 1), "peak_rss_bytes": MEMORY[family]})  # fmt: skip
-    with open(run_dir / "metrics.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+    write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def write_grid(root: Path, steps: int = 60, seeds: int = 1, optima: bool = True) -> Path:
@@ -71,5 +71,5 @@ def write_grid(root: Path, steps: int = 60, seeds: int = 1, optima: bool = True)
             for rule in ("alright", "maxright", "mix"):
                 write_run(root / f"{rule}-{lam}-s{seed}", rule, lam, steps, seed, None)
     if optima:
-        (root / "optima.json").write_text(json.dumps(OPTIMA) + "\n")
+        write_text(root / "optima.json", json.dumps(OPTIMA) + "\n")
     return root

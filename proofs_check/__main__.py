@@ -65,7 +65,9 @@ def replace_block(path: Path, name: str, text: str) -> None:
     """Put ``text`` between the ``proofs_check:name`` markers of the file."""
     start, end, pattern = block_pattern(name)
     old = check_block(path, name)
-    path.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", old), encoding="utf-8")
+    from toyopt.files import write_text
+
+    write_text(path, pattern.sub(lambda _: f"{start}\n{text}\n{end}", old))  # atomic, no link
 
 
 def provenance_note(command: str) -> str:

@@ -223,7 +223,10 @@ def run_command(args: argparse.Namespace) -> int:
         )
     if args.out:
         per_step = [summarise(geometry.metrics(theta, args.lam)) for theta in traj.theta]
-        args.out.write_text(
+        from toyopt.files import write_text
+
+        write_text(
+            args.out,
             json.dumps(
                 {
                     "problem": args.problem,
@@ -234,7 +237,7 @@ def run_command(args: argparse.Namespace) -> int:
                     "metrics": {m: [row[m] for row in per_step] for m in METRICS},
                 }
             )
-            + "\n"
+            + "\n",
         )
     if args.json:
         print(json.dumps(report))

@@ -171,6 +171,21 @@ def command(args: argparse.Namespace) -> int:
         lams, rules = parse_lams(args.lams), parse_rules(args.rules)  # before any training
         args.rule = "mix"  # validated per run below; any valid name passes here
     cfg = from_sources(args)
+    if cfg.overwrite and getattr(args, "config", None):  # read already, but never deleted
+        from types import SimpleNamespace
+
+        from toyopt.llm.rundir import check_overwrite
+
+        out = Path(cfg.output_dir)
+        if args.command == "train":
+            targets = [(out, "run")]
+        elif args.command == "sweep":
+            from toyopt.llm.sweep import overwrite_targets
+
+            targets = overwrite_targets(cfg, lams, rules)
+        else:
+            targets = [(out, "optima"), *((out / f"optima-{k}", "run") for k in ("sft", "dpo"))]
+        check_overwrite(SimpleNamespace(config=args.config), targets)
     check_sources(cfg)  # bad rows are named before a run directory is made
     if args.command == "train":
         from toyopt.llm.train import run

@@ -4,8 +4,9 @@ One protocol for every engine. A checkpoint ``checkpoints/step-NNNNNN`` holds wh
 saves (:meth:`save_state`: the trainable parameters and the optimizer state, or Accelerate's
 state), ``state.json`` (step, rule state, elapsed time, …) and ``manifest.json``: the sha256 of
 every other file, the step, the fingerprint of what the run depends on (the resolved config,
-the data files' sha256 and row counts, the reference log-probs file, and the length and sha256
-of the metrics log the checkpoint counts) and the sha256 of its own content. It is written under ``.tmp-step-NNNNNN`` by every
+the data files' sha256 and row counts, the reference log-probs file, the model files the
+result depends on (:mod:`toyopt.llm.fingerprint`), and the length and sha256 of the metrics log
+the checkpoint counts) and the sha256 of its own content. It is written under ``.tmp-step-NNNNNN`` by every
 process, synced, and renamed into place by the main process after all have written, so a crash
 mid-write never replaces a good checkpoint. Checkpoints are ordered by their step number.
 
@@ -20,6 +21,8 @@ import json
 import os
 import shutil
 from pathlib import Path
+
+from toyopt import files as fs
 
 PREFIX = "step-"
 MANIFEST = "manifest.json"
@@ -66,11 +69,9 @@ def fsync(path: Path) -> None:
 
 
 def write_json(path: Path, data) -> None:
-    """Write JSON through a temporary file and a rename, synced: never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    fsync(tmp)
-    os.replace(tmp, path)
+    """Write JSON through a temporary file and a rename, synced: never half a file, never
+    through a link (:mod:`toyopt.files`)."""
+    fs.write_json(path, data)
 
 
 def save_checkpoint(engine, run: Path, step: int, model, optimizer, state: dict,
@@ -86,7 +87,7 @@ def save_checkpoint(engine, run: Path, step: int, model, optimizer, state: dict,
     engine.wait()
     engine.save_state(model, optimizer, tmp)
     if engine.is_main:
-        (tmp / "state.json").write_text(json.dumps({**state, "step": step}))
+        fs.write_text(tmp / "state.json", json.dumps({**state, "step": step}))
     for f in (f for f in tmp.rglob("*") if f.is_file()):  # each process syncs what it sees
         fsync(f)
     engine.wait()  # every process's files are on disk before the manifest and the rename
@@ -186,13 +187,14 @@ class MetricsLog:
         """``kept``: the checkpoint's {"bytes", "sha256"} of the log (resume), else a new log."""
         self.path, self.digest = path, hashlib.sha256()
         if kept is None:
-            path.write_text("")
+            fs.open_append(path, truncate=True).close()
         else:  # resume: drop rows written after the checkpoint (and any half-written line)
+            fs.refuse_links(path)
             verify_metrics(path, kept)
             os.truncate(path, kept["bytes"])
             with open(path, "rb") as f:
                 self.digest.update(f.read())
-        self._file = open(path, "a", encoding="utf-8")
+        self._file = fs.open_append(path)
 
     def write(self, row: dict) -> None:
         line = json.dumps(row) + "\n"

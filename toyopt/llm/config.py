@@ -8,7 +8,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -318,6 +317,7 @@ def save(cfg: TrainConfig, out: Path) -> None:
 
     texts = {"config.json": json.dumps(cfg.to_dict(), indent=2) + "\n",
              "config.yaml": yaml.safe_dump(cfg.to_dict(), sort_keys=False)}  # fmt: skip
+    from toyopt.files import write_text
+
     for name, text in texts.items():  # renamed into place: a kill never leaves half a config
-        (out / f".{name}.tmp").write_text(text)
-        os.replace(out / f".{name}.tmp", out / name)
+        write_text(out / name, text, root=out)

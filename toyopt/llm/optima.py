@@ -25,7 +25,7 @@ SINGLE = {"sft": "sequential-sft-dpo", "dpo": "sequential-dpo-sft"}
 
 def estimate(cfg: TrainConfig, out: Path, log=print) -> dict:
     """Run both single-objective trainings and write ``out/optima.json``; returns its content."""
-    owned = claim(str(out), "optima", resume=cfg.resume, overwrite=cfg.overwrite)
+    owned = claim(str(out), "optima", resume=cfg.resume, overwrite=cfg.overwrite, inputs=cfg)
     result: dict = {}
     for k, rule in SINGLE.items():
         single = dataclasses.replace(

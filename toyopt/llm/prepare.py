@@ -42,7 +42,7 @@ def sources(cfg, run: Path) -> dict[str, str]:
     """{split: source} for sft_train, sft_eval, pref_train, pref_eval ('' = split off train)."""
     synthetic = None
     if not cfg.sft_data or not cfg.pref_data:
-        synthetic = make_data(run / "data")
+        synthetic = make_data(run / "data", root=run)
     out = {}
     for kind, train, held in (
         ("sft", cfg.sft_data, cfg.sft_eval),

@@ -71,14 +71,34 @@ def pretrain(model, tokenizer, steps: int = RECIPE["steps"], progress: bool = Fa
 
 
 def write_weights(path: Path = WEIGHTS, progress: bool = True) -> list[float]:
-    """Pretrain the randomly initialised tiny model and save it with its fingerprint."""
+    """Pretrain the randomly initialised tiny model and save it with its fingerprint (through
+    :mod:`toyopt.files`: atomic, never through a link, and never over a file that is not such
+    weights, checked before the 20 s of training)."""
     from safetensors.torch import save_model
 
+    from toyopt.files import check_target, not_ours, write_with
     from toyopt.llm.models import load_model
+
+    path = Path(path)
+    check_target(path)
+    if path.exists() and not ours(path):
+        raise not_ours(path)
 
     with torch.random.fork_rng(devices=[]):
         torch.set_num_threads(1)  # one thread: the same float sums on every machine
         model, tok = load_model("tiny-random")
         losses = pretrain(model, tok, progress=progress)
-    save_model(model, str(path), metadata={"recipe": fingerprint(tok)})
+    recipe = fingerprint(tok)
+    write_with(path, lambda tmp: save_model(model, str(tmp), metadata={"recipe": recipe}))
     return losses
+
+
+def ours(path: Path) -> bool:
+    """Whether ``path`` holds tiny weights this command wrote (a recipe in its metadata)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return "recipe" in (f.metadata() or {})
+    except Exception:  # not a safetensors file at all
+        return False

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from toyopt.files import write_with
 from toyopt.llm.checkpoint import CorruptFile
 from toyopt.llm.models import add_lora, load_model
 from toyopt.llm.optim import GradientMemory, MixAdam, MixClip, SplitState
@@ -67,9 +67,7 @@ def reference(cfg, model, tok, data, run: Path, device) -> Reference:
         pad, size = tok.pad_token_id, cfg.eval_batch_size
         saved = {k: pair_logps(fn, getattr(data, f"pref_{k}"), pad, size, device)
                  for k in ("train", "eval")}  # fmt: skip
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(saved, tmp)
-        os.replace(tmp, path)
+        write_with(path, lambda tmp: torch.save(saved, tmp), root=run)  # never through a link
     if cfg.precompute_ref:
         return Reference(saved["train"], saved["eval"])
     if not (cfg.ref_model or cfg.lora):  # keep a frozen copy of the starting model

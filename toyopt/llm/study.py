@@ -74,6 +74,12 @@ def run_study(cfg: TrainConfig, seeds, lams, rules, results: Path | None, log=pr
     from toyopt.llm.sweep import sweep
 
     out = Path(cfg.output_dir)
+    if cfg.overwrite and train:  # every run it would overwrite, checked before deleting any
+        from toyopt.llm.rundir import check_overwrite
+        from toyopt.llm.sweep import overwrite_targets
+
+        check_overwrite(cfg, [t for seed in seeds for t in overwrite_targets(
+            dataclasses.replace(cfg, output_dir=str(out / f"seed-{seed}")), lams, rules)])  # fmt: skip
     done = committed(results, cfg) if results is not None else set()
     for seed in seeds if train else ():
         seed_dir = out / f"seed-{seed}"
@@ -130,6 +136,7 @@ def _run_dirs(out: Path):
 
 def collect(out: Path, results: Path, cfg: TrainConfig) -> None:
     """Write ``runs.csv``, ``curves.csv`` and ``provenance.json`` from the finished runs."""
+    from toyopt.files import write_text
     from toyopt.provenance import provenance
 
     runs, curves = [], []
@@ -165,11 +172,11 @@ def collect(out: Path, results: Path, cfg: TrainConfig) -> None:
     write_csv(results / "curves.csv", CURVE_FIELDS, sorted(curves, key=_order))
     for optima in out.glob("seed-*/optima.json"):  # MAXRIGHT's f* for a later session
         seed = optima.parent.name.split("-", 1)[1]
-        (results / f"optima-seed-{seed}.json").write_text(optima.read_text())
+        write_text(results / f"optima-seed-{seed}.json", optima.read_text())
     from toyopt.llm.rundir import resume_view
 
     record = {**provenance(cfg.threads or None), "config": resume_view(cfg)}
-    (results / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_text(results / "provenance.json", json.dumps(record, indent=2) + "\n")
 
 
 def _order(row: dict) -> tuple:
@@ -177,13 +184,18 @@ def _order(row: dict) -> tuple:
 
 
 def write_csv(path: Path, fields, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fields), lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    tmp.replace(path)
+    from toyopt.files import write_with
+
+    def fill(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(fields), lineterminator="\n")
+            writer.writeheader()
+            for r in rows:
+                writer.writerow(
+                    {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
+                )
+
+    write_with(path, fill)  # atomic, never through a link
 
 
 def read_csv(path: Path) -> list[dict]:

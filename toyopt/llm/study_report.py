@@ -185,4 +185,6 @@ def write_block(path: Path, name: str, text: str) -> None:
         raise ValueError(f"{path}: no {start} … {end} block to write the report into")
     pattern = re.escape(start) + ".*?" + re.escape(end)
     doc = re.sub(pattern, lambda _: f"{start}\n{text}{end}", doc, count=1, flags=re.S)
-    path.write_text(doc, encoding="utf-8")
+    from toyopt.files import write_text
+
+    write_text(path, doc)  # atomic, never through a link

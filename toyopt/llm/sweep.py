@@ -20,7 +20,7 @@ from pathlib import Path
 from toyopt.llm.checkpoint import write_json
 from toyopt.llm.config import TrainConfig
 from toyopt.llm.optima import estimate
-from toyopt.llm.rundir import claim
+from toyopt.llm.rundir import check_overwrite, claim
 from toyopt.llm.train import run_or_reuse
 from toyopt.provenance import line, provenance
 from toyopt.rules import RULE_NAMES
@@ -65,6 +65,17 @@ def paired_switch(rule: str, lam: float, steps: int) -> int | None:
     return None
 
 
+def overwrite_targets(cfg: TrainConfig, lams, rules) -> list[tuple[Path, str]]:
+    """(directory, kind) of everything a sweep into ``cfg.output_dir`` writes."""
+    out = Path(cfg.output_dir)
+    found = [(out, "sweep")]
+    if not cfg.optima:
+        found += [(out / "optima", "optima")]
+        found += [(out / "optima" / f"optima-{k}", "run") for k in ("sft", "dpo")]
+    found += [(out / f"{r}-lam{lam:g}", "run") for lam in lams for r in rules]
+    return found
+
+
 def sweep(
     cfg: TrainConfig, lams: list[float], rules: list[str], paired: bool = True, log=print
 ) -> dict:
@@ -73,7 +84,9 @@ def sweep(
 
     With ``paired`` the sequential run at λ spends round(λ·steps) steps on DPO (the paper's
     pairing of λ with a split, e.g. λ = 0.25 ↔ T_dpo:T_sft = 1:3), else ``cfg.switch``."""
-    owned = claim(cfg.output_dir, "sweep", resume=cfg.resume, overwrite=cfg.overwrite)
+    if cfg.overwrite:  # every directory it would overwrite, checked before deleting any
+        check_overwrite(cfg, overwrite_targets(cfg, lams, rules))
+    owned = claim(cfg.output_dir, "sweep", resume=cfg.resume, overwrite=cfg.overwrite, inputs=cfg)
     out = owned.path
     optima_path = cfg.optima
     optima = None

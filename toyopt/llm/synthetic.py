@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toyopt import files
 from toyopt.rng import hash64
 
 WORDS = (
@@ -60,14 +61,29 @@ def make_rows(split: str, seed: int = 0, n: int | None = None) -> list[dict[str,
     return rows
 
 
-def make_data(out: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Write the four JSONL files under ``out``; returns {split: path}."""
+def make_data(out: str | Path, seed: int = 0, root: str | Path | None = None) -> dict[str, Path]:
+    """Write the four JSONL files under ``out``; returns {split: path}.
+
+    Every target is checked before any is written (:mod:`toyopt.files`): a file there that
+    does not already hold exactly these rows (a user's own file), or a link, is refused in one
+    line naming it, and nothing is written. ``root``: the directory the caller owns (links are
+    refused anywhere below it)."""
     out = Path(out)
+    if out.is_symlink() and root is not None:
+        files.refuse_links(out, root)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory: choose a directory")
+    texts = {
+        split: "".join(json.dumps(r) + "\n" for r in make_rows(split, seed)).encode("utf-8")
+        for split in SIZES
+    }
+    paths = {split: out / f"{split}.jsonl" for split in SIZES}
+    hint = "move it or choose another --out"
+    same = {
+        s: files.check_target(paths[s], texts[s], root, replace=False, hint=hint) for s in SIZES
+    }
     out.mkdir(parents=True, exist_ok=True)
-    paths = {}
     for split in SIZES:
-        path = out / f"{split}.jsonl"
-        text = "".join(json.dumps(r) + "\n" for r in make_rows(split, seed))
-        path.write_text(text, encoding="utf-8")
-        paths[split] = path
+        if not same[split]:
+            files.write_bytes(paths[split], texts[split], root, replace=False, hint=hint)
     return paths

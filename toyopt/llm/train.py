@@ -36,12 +36,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toyopt.files import refuse_links
 from toyopt.llm import checkpoint as ckpt
 from toyopt.llm.accelerate_engine import AccelerateEngine
 from toyopt.llm.backend import LMBackend
 from toyopt.llm.checkpoint import CorruptFile, MetricsLog, NullLog, write_json
 from toyopt.llm.config import TrainConfig
 from toyopt.llm.engine import LocalEngine, peak_memory, wanted
+from toyopt.llm.fingerprint import changes as input_changes
+from toyopt.llm.fingerprint import inputs as model_inputs
 from toyopt.llm.prepare import prepare
 from toyopt.llm.rundir import changed_fields, data_changes, resume_view, start_run_dir, write_config
 from toyopt.llm.scoring import evaluate
@@ -135,6 +138,9 @@ class Run:
         if found is not None:
             elapsed, kept = self._restore(Path(found))
         elif main:
+            if cfg.resume and (self.dir / "metrics.jsonl").is_file():  # never a silent restart
+                print(f"{self.dir}: killed before its first checkpoint; --resume starts it again"
+                      " from step 0", file=sys.stderr)  # fmt: skip
             write_config(cfg, self.dir)
         self.metrics = MetricsLog(self.dir / "metrics.jsonl", kept) if main else NullLog()
         self.trackers = start_trackers(cfg, self.dir, self.start) if main else Trackers()
@@ -159,7 +165,8 @@ class Run:
     def _fingerprint(self) -> dict:
         """What a checkpoint's manifest records of the run's inputs (checked on resume)."""
         return {"config": resume_view(self.cfg), "data": self.data.fingerprint,
-                "ref_logps": ckpt.sha256_file(self.dir / "ref_logps.pt")}  # fmt: skip
+                "ref_logps": ckpt.sha256_file(self.dir / "ref_logps.pt"),
+                "inputs": model_inputs(self.cfg)}  # fmt: skip
 
     def _resume_point(self) -> str | None:
         """The newest checkpoint that verifies and whose inputs are this run's (main process)."""
@@ -173,6 +180,12 @@ class Run:
         moved = data_changes(manifest["data"], self.fingerprint["data"])
         if moved:
             raise ValueError(f"{path}: --resume with changed data ({'; '.join(moved)})")
+        models = input_changes(manifest.get("inputs", {}), self.fingerprint["inputs"])
+        if models:
+            raise ValueError(
+                f"{models[0]}: restore it, or start again with --overwrite ({path.name} was"
+                " trained on the earlier files)"
+            )
         if manifest["ref_logps"] != self.fingerprint["ref_logps"]:
             raise CorruptFile(
                 f"{self.dir / 'ref_logps.pt'}: its sha256 differs from checkpoint {path.name}'s;"
@@ -284,12 +297,14 @@ class Run:
         """Save the trained model (or adapters) and the summary, each renamed into place."""
         final = self.engine.final_model(self.model)  # a collective under FSDP / ZeRO-3
         if self.engine.is_main:
-            tmp = self.dir / ".tmp-final"
+            tmp, done = self.dir / ".tmp-final", self.dir / "final"
+            for p in (tmp, done):  # claimed without links; checked again before deleting
+                refuse_links(p, self.dir)
             shutil.rmtree(tmp, ignore_errors=True)
             final.save_pretrained(tmp)
             self.tok.save_pretrained(tmp)
-            shutil.rmtree(self.dir / "final", ignore_errors=True)
-            os.replace(tmp, self.dir / "final")
+            shutil.rmtree(done, ignore_errors=True)
+            os.replace(tmp, done)
             write_json(self.dir / "summary.json", summary(self.dir, self.cfg, self.engine.info()))
         self.engine.wait()
         self.engine.end()

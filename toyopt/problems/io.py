@@ -133,7 +133,9 @@ def load_problem(path: str | Path) -> Problem:
 
 
 def save_problem(problem: Problem, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(problem.to_json(), indent=1) + "\n", encoding="utf-8")
+    from toyopt.files import write_text
+
+    write_text(Path(path), json.dumps(problem.to_json(), indent=1) + "\n")  # atomic, no link
 
 
 def _quadratic(data: dict, check: _Checker) -> QuadraticProblem:
