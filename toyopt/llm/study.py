@@ -168,14 +168,15 @@ def collect(out: Path, results: Path, cfg: TrainConfig) -> None:
     if not runs:
         raise ValueError(f"{out}: no finished run to collect")
     results.mkdir(parents=True, exist_ok=True)
+    from toyopt.llm.rundir import resume_view
+
+    # the checkout as it was before this collection rewrote its own (tracked) files
+    record = {**provenance(cfg.threads or None), "config": resume_view(cfg)}
     write_csv(results / "runs.csv", RUN_FIELDS, sorted(runs, key=_order))
     write_csv(results / "curves.csv", CURVE_FIELDS, sorted(curves, key=_order))
     for optima in out.glob("seed-*/optima.json"):  # MAXRIGHT's f* for a later session
         seed = optima.parent.name.split("-", 1)[1]
         write_text(results / f"optima-seed-{seed}.json", optima.read_text())
-    from toyopt.llm.rundir import resume_view
-
-    record = {**provenance(cfg.threads or None), "config": resume_view(cfg)}
     write_text(results / "provenance.json", json.dumps(record, indent=2) + "\n")
 
 
