@@ -13,10 +13,11 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, FuncFormatter
 
 from figures.style import FULL_WIDTH, color, label, new_figure, save, styled
 from toyopt.llm.study import ideal_point, target
@@ -33,9 +34,8 @@ def _curve(curves: list[dict], run: dict) -> list[dict]:
 
 
 @styled
-def objective_space(rows: list[dict], curves: list[dict]):
+def objective_space(rows: list[dict], curves: list[dict], star: dict[str, float]):
     lams = lams_of(rows)
-    star = {k: v["value"] for k, v in ideal_point(rows).items()}
     fig, axes = new_figure(FULL_WIDTH, 2.5, ncols=len(lams))
     seeds = sorted({r["seed"] for r in rows})
     for ax, lam in zip(axes[0], lams):
@@ -59,11 +59,17 @@ def objective_space(rows: list[dict], curves: list[dict]):
 
 
 def _plain_ticks(ax) -> None:
-    """Log axes labelled 0.5, 1, 2 rather than 5×10⁻¹."""
+    """Log axes labelled 0.5, 1, 2 rather than 5×10⁻¹; the minor ticks are labelled only on an
+    axis spanning less than about a decade and a half (more would print labels over each other)."""
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(FormatStrFormatter("%g"))
-        axis.set_minor_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(FuncFormatter(partial(_minor_label, axis)))
     ax.tick_params(which="minor", labelsize=6)
+
+
+def _minor_label(axis, value: float, pos) -> str:
+    low, high = sorted(axis.get_view_interval())
+    return f"{value:g}" if low > 0 and high / low < 30 else ""
 
 
 def _legend(fig, handles, names) -> None:
@@ -77,9 +83,8 @@ def _rank(name: str) -> int:
 
 
 @styled
-def convergence(rows: list[dict], curves: list[dict]):
+def convergence(rows: list[dict], curves: list[dict], star: dict[str, float]):
     lams = lams_of(rows)
-    star = {k: v["value"] for k, v in ideal_point(rows).items()}
     fig, axes = new_figure(FULL_WIDTH, 2.3, ncols=len(lams))
     for ax, lam in zip(axes[0], lams):
         steps = max(r["steps"] for r in rows if r["lam"] == lam)
@@ -116,9 +121,11 @@ def convergence(rows: list[dict], curves: list[dict]):
 def render(results: Path, out_dir: Path) -> list[Path]:
     """Both figures (PNG, PDF) and the rows they were drawn from (CSV)."""
     rows, curves, _ = load(results)
+    # the ideal point over every run, the single-objective ones included (as the report's)
+    star = {k: v["value"] for k, v in ideal_point(rows).items()}
     rows = [r for r in rows if r["lam"] != ""]
     table = [{k: r[k] for k in ("seed", "lam", "rule", "eval_sft", "eval_dpo", "ideal_distance",
                                 "f_mix", "chebyshev_gap", "converged")} for r in rows]  # fmt: skip
-    paths = save(objective_space(rows, curves), out_dir, "study_objective_space", {"": table})
-    paths += save(convergence(rows, curves), out_dir, "study_convergence", {})
+    paths = save(objective_space(rows, curves, star), out_dir, "study_objective_space", {"": table})
+    paths += save(convergence(rows, curves, star), out_dir, "study_convergence", {})
     return paths
