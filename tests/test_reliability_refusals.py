@@ -122,11 +122,11 @@ MODEL = [("m/config.json", "{}"), ("m/tokenizer.json", "{}")]
 LLM = [
     llm("pairs identical after truncation", ["--max-length", "16"],
         [f"{P}:3:", "identical after truncation to --max-length 16 tokens", "raise --max-length"],
-        [("pref.jsonl", jsonl([*PREF[:2], long_pair("a", "one", "two"), *PREF[2:]]))], made=["run"]),
+        [("pref.jsonl", jsonl([*PREF[:2], long_pair("a", "one", "two"), *PREF[2:]]))]),
     llm("every held-out pair identical after truncation",
         ["--max-length", "20", "--skip-bad-rows", "--pref-eval", "{d}/ev.jsonl"],
         ["{d}/ev.jsonl:1:", "every pair of pref_eval", "--max-length 20"],
-        [("ev.jsonl", jsonl([long_pair(f"q{i}", "yes", "no") for i in range(3)]))], made=["run"]),
+        [("ev.jsonl", jsonl([long_pair(f"q{i}", "yes", "no") for i in range(3)]))]),
     llm("SFT row with two formats", [], [f"{S}:2:", "two formats", "instruction/output", "prompt/completion"],
         [("sft.jsonl", jsonl([SFT[0], {**SFT[1], "instruction": "x", "output": "y"}, *SFT[2:]]))]),
     llm("preference row with messages too", [], [f"{P}:1:", "two formats", "messages"],

@@ -226,6 +226,24 @@ def remove_entries(path: Path, kind: str, plan: list[Path] | None = None) -> Non
     shutil.rmtree(trash, ignore_errors=True)  # what it cannot delete now goes the next time
 
 
+def abandon(owned: OwnedDir, keep_dir: bool) -> None:
+    """Undo the claim of a run that was refused before it started (no ``config.json`` yet: a
+    data row, a model, an option found wrong while loading): delete what it created (the
+    entries of a run, its marker and lock) and the directory if it made it, so that
+    the same command, once the input is fixed, needs no ``--overwrite``. A run that started is
+    never touched (``--resume`` continues it)."""
+    path = owned.path
+    if (path / "config.json").exists() or (path / "metrics.jsonl").exists():
+        owned.release()
+        return
+    remove_entries(path, "run")
+    (path / MARKER).unlink(missing_ok=True)
+    owned.release()
+    (path / LOCK).unlink(missing_ok=True)
+    if not keep_dir and not any(path.iterdir()):
+        path.rmdir()
+
+
 def claim(output_dir: str, kind: str, resume: bool = False, overwrite: bool = False,
           inputs=None) -> OwnedDir:  # fmt: skip
     """Claim ``output_dir`` for a directory of ``kind`` (see the module docstring).

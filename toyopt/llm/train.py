@@ -46,7 +46,14 @@ from toyopt.llm.engine import LocalEngine, peak_memory, wanted
 from toyopt.llm.fingerprint import changes as input_changes
 from toyopt.llm.fingerprint import inputs as model_inputs
 from toyopt.llm.prepare import prepare
-from toyopt.llm.rundir import changed_fields, data_changes, resume_view, start_run_dir, write_config
+from toyopt.llm.rundir import (
+    abandon,
+    changed_fields,
+    data_changes,
+    resume_view,
+    start_run_dir,
+    write_config,
+)
 from toyopt.llm.scoring import evaluate
 from toyopt.llm.setup import (
     build_model,
@@ -104,9 +111,15 @@ class Run:
         self.log = log if main else (lambda s: None)
         self.rule = rule or build_rule(cfg)
         self.owned = None
+        existed = Path(cfg.output_dir).exists()
         self.dir = Path(engine.from_main(lambda: str(self._claim())))
         try:
             self._build(cfg, engine)
+        except ValueError:  # refused (a data row, a model, an option) before the run started
+            if self.owned is not None:
+                abandon(self.owned, keep_dir=existed)
+            self.close()
+            raise
         except BaseException:
             self.close()
             raise
