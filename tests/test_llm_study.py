@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from figures import llm_study
 from figures.__main__ import main as figures_main
 from toyopt.llm.__main__ import main
 from toyopt.llm.study import converged, derive, ideal_point, parse_seeds
@@ -107,7 +108,8 @@ def test_a_study_with_another_config_is_refused_naming_the_field(tmp_path, capsy
     assert "--resume with a different config (lr)" in capsys.readouterr().err
 
 
-def test_the_report_regenerates_from_the_csv_files_into_a_marked_block(tmp_path, capsys):
+def test_the_report_regenerates_from_the_csv_files_into_a_marked_block(tmp_path, capsys,
+                                                                       monkeypatch):  # fmt: skip
     out = study(tmp_path, capsys)
     page = tmp_path / "page.md"
     page.write_text("# Results\n<!-- study:smollm2 -->\nold\n<!-- /study:smollm2 -->\nafter\n")
@@ -126,7 +128,21 @@ def test_the_report_regenerates_from_the_csv_files_into_a_marked_block(tmp_path,
         write_block(page, "other", "x")
     figs = tmp_path / "figs"
     args = ["--only", "study", "--study", str(results), "--out", str(figs), "--no-progress"]
+    drawn = {}
+    draw = llm_study.objective_space
+    monkeypatch.setattr(llm_study, "objective_space",
+                        lambda rows, curves, star: drawn.setdefault("star", star) and draw(rows, curves, star))  # fmt: skip
+    # the figure's ideal point is the report's: over every run, the single-objective ones
+    # included (an optimum run made the best SFT value here, so a star over the rule runs differs)
+    with open(results / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    next(r for r in rows if r["rule"] == "optimum-sft")["eval_sft"] = "1e-09"
+    with open(results / "runs.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     assert figures_main(args) == 0
+    assert drawn["star"]["sft"] == 1e-09
     assert {p.name for p in figs.glob("*.png")} == {"study_objective_space.png",
                                                     "study_convergence.png"}  # fmt: skip
 
