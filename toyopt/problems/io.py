@@ -93,7 +93,7 @@ def problem_from_dict(data: Any, source: str = "<problem>") -> Problem:
 def check_finite(problem: Problem, source: str) -> Problem:
     """f, ∇f and ∇²f of both objectives are finite at the start (numbers that overflow double
     precision there would turn every metric into NaN), else one line naming the field."""
-    for k in ("sft", "dpo"):
+    for k in problem.objectives:
         field = "features" if problem.kind == "loglinear" else k
         with np.errstate(all="ignore"):
             parts = {"the value": problem.value(k, problem.start),
@@ -139,30 +139,49 @@ def save_problem(problem: Problem, path: str | Path) -> None:
 
 
 def _quadratic(data: dict, check: _Checker) -> QuadraticProblem:
+    """Two objectives ``sft`` and ``dpo`` at the top level, or K ≥ 2 named ones under
+    ``objectives``: ``{"objectives": {NAME: {"hessian": H, "center": c}, ...}}``."""
     hessians, centers = {}, {}
-    for k in ("sft", "dpo"):
-        part = check.get(data, k, "")
-        h = check.array(check.get(part, "hessian", k), f"{k}.hessian", 2)
-        c = check.array(check.get(part, "center", k), f"{k}.center", 1)
+    if "objectives" in data:
+        named = data["objectives"]
+        if not isinstance(named, dict) or len(named) < 2:
+            check.fail("objectives", "expected an object naming two or more objectives")
+        clash = [k for k in ("sft", "dpo") if k in data]
+        if clash:
+            check.fail(
+                clash[0], "give the objectives either at the top level or under 'objectives'"
+            )
+        parts = {k: (named[k], f"objectives.{k}") for k in named}
+    else:
+        parts = {k: (check.get(data, k, ""), k) for k in ("sft", "dpo")}
+    for k, (part, where) in parts.items():
+        if not isinstance(k, str) or not k.strip() or k != k.strip() or k == "seeds":
+            check.fail(where, "an objective's name must be a non-empty word")
+        h = check.array(check.get(part, "hessian", where), f"{where}.hessian", 2)
+        c = check.array(check.get(part, "center", where), f"{where}.center", 1)
         if h.shape != (len(c), len(c)):
             check.fail(
-                f"{k}.hessian",
+                f"{where}.hessian",
                 f"expected shape ({len(c)}, {len(c)}) to match the center, got {h.shape}",
             )
         if not np.allclose(h, h.T, rtol=1e-9, atol=1e-12):
-            check.fail(f"{k}.hessian", "must be symmetric")
+            check.fail(f"{where}.hessian", "must be symmetric")
         lowest = np.linalg.eigvalsh(h)[0]
         if lowest < -1e-10 * max(1.0, np.abs(h).max()):
             check.fail(
-                f"{k}.hessian", f"must be positive semi-definite (smallest eigenvalue {lowest:.3g})"
+                f"{where}.hessian",
+                f"must be positive semi-definite (smallest eigenvalue {lowest:.3g})",
             )
         hessians[k], centers[k] = h, c
-    if len(centers["sft"]) != len(centers["dpo"]):
-        check.fail(
-            "dpo.center",
-            f"dimension {len(centers['dpo'])} differs from sft's {len(centers['sft'])}",
-        )
-    return QuadraticProblem(hessians, centers, _start(data, check, len(centers["sft"])))
+    names = list(parts)
+    first = names[0]
+    for k in names[1:]:
+        if len(centers[k]) != len(centers[first]):
+            check.fail(
+                f"{parts[k][1]}.center",
+                f"dimension {len(centers[k])} differs from {first}'s {len(centers[first])}",
+            )
+    return QuadraticProblem(hessians, centers, _start(data, check, len(centers[first])))
 
 
 def _start(data: dict, check: _Checker, dim: int) -> np.ndarray | None:
