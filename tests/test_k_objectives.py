@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from proofs_check.broken import k3_variants
+from proofs_check.record import KINDS, format_table
 from toyopt.problems import ProblemFormatError, problem_from_dict
 from toyopt.rules import (
     AlRight,
@@ -135,3 +137,20 @@ def test_a_rule_naming_an_unknown_objective_is_refused():
     p = problem_from_dict(K3)
     with pytest.raises(ValueError, match="no objective"):
         simulate(p, KMix({"sft": 0.5, "nope": 0.5}), 3, Schedule("constant", 0.1), 1)
+
+
+def test_three_objective_checks_hold():
+    from proofs_check.k_objectives import check_k3
+
+    records = check_k3(t_max=2000, seeds=64)
+    assert {r.kind for r in records} == {k for k in KINDS if k.startswith("K3")}
+    assert all(r.holds for r in records), format_table(records)
+
+
+@pytest.mark.parametrize("variant", [v for v in k3_variants()], ids=lambda v: v.name)
+def test_three_objective_checks_fail_on_their_broken_variants(variant):
+    records = variant.run()
+    for kind in variant.targets:
+        assert any(r.kind == kind and not r.holds for r in records), format_table(records)
+    for kind in variant.holds:
+        assert all(r.holds for r in records if r.kind == kind), format_table(records)
