@@ -3,11 +3,16 @@ stay the two-objective rules bit for bit."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from proofs_check.broken import k3_variants
 from proofs_check.record import KINDS, format_table
+from toyopt.cli import main as toyopt_main
 from toyopt.problems import ProblemFormatError, problem_from_dict
 from toyopt.rules import (
     AlRight,
@@ -154,3 +159,74 @@ def test_three_objective_checks_fail_on_their_broken_variants(variant):
         assert any(r.kind == kind and not r.holds for r in records), format_table(records)
     for kind in variant.holds:
         assert all(r.holds for r in records if r.kind == kind), format_table(records)
+
+
+def docs_example() -> str:
+    """The three-objective problem file of docs/toy-problems.md."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "toy-problems.md").read_text("utf-8")
+    return re.search(r"cat > three\.json <<'EOF'\n(.*?)\nEOF\n", text, re.S).group(1)
+
+
+@pytest.mark.parametrize("rule", ["alright", "mix", "maxright", "sequential"])
+def test_the_documented_three_objective_example_runs_with_weights_by_name(rule, tmp_path, capsys):
+    path = tmp_path / "three.json"
+    path.write_text(docs_example(), encoding="utf-8")
+    args = ["run", str(path), "--rule", rule, "--weights", "sft=0.3,dpo=0.5,extra=0.2",
+            "--steps", "2000", "--seeds", "20", "--lr", "0.3", "--json", "--out", str(tmp_path / "t.json")]  # fmt: skip
+    assert toyopt_main(args) == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    assert report["weights"] == W and set(report["grad_evals"]) == set(W)
+    if rule in ("alright", "mix"):
+        assert report["weighted_gap"] < 0.01
+    if rule == "maxright":
+        assert report["chebyshev_gap"] < 0.01 and set(report["func_evals"]) == set(W)
+    if rule == "sequential":
+        assert report["weighted_gap"] > 1.0  # the last stage forgets the others
+
+
+def _fails(args: list[str], capsys) -> str:
+    """The one line a refused command prints (argparse's exit, or toyopt's error handler)."""
+    try:
+        code = toyopt_main(args)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1, err
+    return err
+
+
+def test_weights_on_the_command_line_one_line_errors(tmp_path, capsys):
+    path = tmp_path / "three.json"
+    path.write_text(docs_example(), encoding="utf-8")
+    for weights, words in [("sft=0.5,dpo=0.5", "the problem's objectives"),
+                           ("sft=0.3,dpo=0.5,extra=0.3", "sum to 1"), ("sft=a", "NAME=W")]:  # fmt: skip
+        err = _fails(
+            ["run", str(path), "--rule", "mix", "--weights", weights, "--steps", "5"], capsys
+        )
+        assert words in err, err
+    err = _fails(["run", str(path), "--rule", "sequential-sft-dpo", "--steps", "5"], capsys)
+    assert "--rule sequential" in err
+    err = _fails(
+        ["run", "toy2d", "--rule", "mix", "--weights", "sft=0.5,x=0.5", "--steps", "5"], capsys
+    )
+    assert "the problem's objectives" in err
+    # two objectives: --weights sets lam, the run is the --lam run
+    a = toyopt_main(
+        [
+            "run",
+            "toy2d",
+            "--rule",
+            "alright",
+            "--weights",
+            "dpo=0.7,sft=0.3",
+            "--steps",
+            "50",
+            "--json",
+        ]
+    )
+    first = json.loads(capsys.readouterr().out)
+    b = toyopt_main(
+        ["run", "toy2d", "--rule", "alright", "--lam", "0.7", "--steps", "50", "--json"]
+    )
+    second = json.loads(capsys.readouterr().out)
+    assert a == b == 0 and first["f_sft"] == second["f_sft"] and first["lam"] == 0.7
