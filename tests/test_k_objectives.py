@@ -230,3 +230,47 @@ def test_weights_on_the_command_line_one_line_errors(tmp_path, capsys):
     )
     second = json.loads(capsys.readouterr().out)
     assert a == b == 0 and first["f_sft"] == second["f_sft"] and first["lam"] == 0.7
+
+
+LOGLINEAR = Path(__file__).resolve().parent / "data" / "loglinear_three_sets.json"
+
+
+def test_loglinear_with_named_sft_and_preference_sets():
+    from toyopt.pareto import NamedGeometry
+    from toyopt.problems import load_problem
+
+    p = load_problem(LOGLINEAR)
+    assert p.objectives == ("chat", "code", "prefs")
+    again = problem_from_dict(p.to_json())
+    theta = np.array([[0.3, -0.2, 0.1], [1.0, 0.5, -1.0]])
+    for k in p.objectives:
+        assert np.allclose(again.value(k, theta), p.value(k, theta), rtol=1e-14)
+    weights = {"chat": 0.3, "code": 0.3, "prefs": 0.4}
+    geometry = NamedGeometry(p)
+    star = geometry.weighted(weights)
+    grad = sum(w * p.grad(k, star.point)[0] for k, w in weights.items())
+    assert np.linalg.norm(grad) < 1e-10
+    cheb = geometry.chebyshev(weights)
+    gaps = [w * (p.value(k, cheb.point)[0] - geometry.f_star[k]) for k, w in weights.items()]
+    at_star = max(w * (p.value(k, star.point)[0] - geometry.f_star[k]) for k, w in weights.items())
+    assert max(gaps) == pytest.approx(cheb.value) and cheb.value < at_star
+
+
+@pytest.mark.parametrize("rule, gap", [("alright", "weighted_gap"), ("mix", "weighted_gap"),
+                                       ("maxright", "chebyshev_gap")])  # fmt: skip
+def test_loglinear_named_sets_run_from_the_command_line(rule, gap, capsys):
+    args = ["run", str(LOGLINEAR), "--rule", rule, "--weights", "chat=0.3,code=0.3,prefs=0.4",
+            "--steps", "3000", "--seeds", "8", "--json"]  # fmt: skip
+    assert toyopt_main(args) == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    assert report[gap] < 0.01 and report["f_prefs_star"] > 0
+
+
+def test_loglinear_named_sets_format_errors():
+    data = json.loads(LOGLINEAR.read_text(encoding="utf-8"))
+    data["objectives"]["code"] = {"demos": []}
+    with pytest.raises(ProblemFormatError, match="field 'objectives.code': expected"):
+        problem_from_dict(data)
+    data["objectives"]["code"] = {"sft": [{"prompt": 5, "response": 0}]}
+    with pytest.raises(ProblemFormatError, match="'objectives.code.sft\\[0\\].prompt': index 5"):
+        problem_from_dict(data)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from toyopt.errors import available_memory, handle, writable_file
-from toyopt.pareto import METRICS, Geometry
+from toyopt.pareto import METRICS, Geometry, NamedGeometry
 from toyopt.problems import BUILTINS, get_problem
 from toyopt.rules import RULE_NAMES, SEQUENTIAL, check_weights, make_rule, make_weighted_rule
 from toyopt.schedules import SCHEDULES, Schedule
@@ -282,9 +282,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def run_weighted(args: argparse.Namespace, problem) -> int:
-    """A run on a problem with K named objectives (a quadratic: every optimum in closed form).
-
-    Reports f_k and f*_k for each objective, ``weighted_gap`` = Σ λ_k f_k − min Σ λ_k f_k and
+    """A run on a problem with K named objectives (a quadratic, or a log-linear problem with
+    several SFT and preference sets). Reports f_k and f*_k for each objective, ``weighted_gap`` = Σ λ_k f_k − min Σ λ_k f_k and
     ``chebyshev_gap`` = max_k λ_k (f_k − f*_k) − its minimum (means and standard errors)."""
     names = problem.objectives
     weights = args.weights or {k: 1.0 / len(names) for k in names}
@@ -302,20 +301,25 @@ def run_weighted(args: argparse.Namespace, problem) -> int:
         raise ValueError(
             f"{args.problem}: --optima, --switch and --batch are for sft and dpo problems only"
         )
-    optima = dict.fromkeys(names, 0.0)  # f*_k = 0 at c_k for every quadratic objective
+    geometry = NamedGeometry(problem)
+    with np.errstate(all="ignore"):
+        optima = geometry.f_star
+        f_weighted, f_cheb = geometry.weighted(weights).value, geometry.chebyshev(weights).value
+    bad = [k for k, v in optima.items() if not np.isfinite(v)]
+    if bad:
+        raise ValueError(f"{args.problem}: f*_{bad[0]} is {optima[bad[0]]} (overflow); rescale it")
     rule = make_weighted_rule(
         args.rule, weights, args.steps, optima=optima, refresh_every=args.refresh_every
     )
     seeds = np.arange(args.seed, args.seed + args.seeds)
-    _, f_weighted = problem.weighted_optimum(weights)
-    _, f_cheb = problem.chebyshev_optimum(weights)
 
     def metrics(theta: np.ndarray) -> dict[str, float]:
         f = {k: problem.value(k, theta) for k in names}
         return summarise({
             **{f"f_{k}": f[k] for k in names},
             "weighted_gap": sum(w * f[k] for k, w in weights.items()) - f_weighted,
-            "chebyshev_gap": np.max([w * f[k] for k, w in weights.items()], axis=0) - f_cheb,
+            "chebyshev_gap": np.max([w * (f[k] - optima[k]) for k, w in weights.items()], axis=0)
+            - f_cheb,
         })  # fmt: skip
 
     start = time.perf_counter()
