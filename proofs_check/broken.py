@@ -25,9 +25,12 @@ from proofs_check.c4_mix import check_c4
 from proofs_check.c5_cost import check_c5
 from proofs_check.c6_tradeoff import check_c6
 from proofs_check.k_objectives import (
+    WEIGHTS,
     check_alright_k,
+    check_cost_k,
     check_maxright_k,
     check_mix_k,
+    check_sequential_k,
     k3_quadratic,
 )
 from proofs_check.record import Record
@@ -35,7 +38,17 @@ from toyopt.pareto import Geometry
 from toyopt.problems import get_problem
 from toyopt.problems.loglinear import LogLinearProblem
 from toyopt.rng import STREAM_BATCH, uniform
-from toyopt.rules import AlRight, KAlRight, KMix, MaxRight, Mix, Rule, Sequential, State
+from toyopt.rules import (
+    AlRight,
+    KAlRight,
+    KMix,
+    KSequential,
+    MaxRight,
+    Mix,
+    Rule,
+    Sequential,
+    State,
+)
 from toyopt.schedules import Schedule
 
 
@@ -206,6 +219,13 @@ def k3_variants() -> list[Variant]:
         Variant("K3 stale MAXRIGHT with a wrong optimum (f*_extra+0.3)", ("K3 stale = exact",),
                 lambda: check_maxright_k(k3, 2000, stale_optima=wrong),
                 holds=("K3 MAXRIGHT bound",)),
+        Variant("K3 rules that ask for every value every step", ("K3 values",),
+                lambda: check_cost_k(k3, wrap=AsksForValues), holds=("K3 gradients",)),
+        Variant("K3 weight 1e-12 instead of 0 on the objectives not stepped on", ("K3 gradients",),
+                lambda: check_cost_k(k3, wrap=NeverZero), holds=("K3 values",)),
+        Variant("K3 sequential whose last stage steps on Mix's gradient", ("K3 sequential plateau",),
+                lambda: check_sequential_k(k3, rule_for=lambda t: SwitchTo(
+                    KSequential(tuple(WEIGHTS), (t, t, t)), KMix(WEIGHTS), 2 * t))),
     ]  # fmt: skip
 
 

@@ -25,10 +25,18 @@ max_k λ_k (f_k − f*_k); the constants are those of F_λ:
   weightings); the stale rule with refresh every 10 steps: the envelope must not grow and
   its slope interval lies below 0.
 - ``K3 stale = exact``: stale MAXRIGHT refreshing every step makes the exact rule's iterates.
+- ``K3 gradients`` / ``K3 values`` (C5 for K = 3): per step and row, exactly, sequential 1 / 0,
+  ALRIGHT 1 / 0, MAXRIGHT 1 / 3 (= K), stale MAXRIGHT refreshing every R steps 1 / (3/R),
+  Mix 3 / 0, counted by the loop and by a counting wrapper around the problem (C5's).
+- ``K3 sequential plateau`` (C1 for K = 3): stages of T steps in the order sft, dpo, extra with
+  step 1/max_k L_k. Every H_k is definite, so the last stage ends at c_extra and the F_λ gap
+  tends to the closed-form plateau F_λ(c_extra) − F*_λ > 0 however large T: the measured gap at
+  T = 10³ per stage must be within 10⁻⁶ of it, and at every T ∈ {10, 10², 10³} at least half of it.
 
 Broken variants (:func:`proofs_check.broken.variants`): ALRIGHT drawing with permuted weights,
 Mix with permuted weights, MAXRIGHT that ignores one objective (the argmax over the other two),
-stale MAXRIGHT with a wrong optimum.
+stale MAXRIGHT with a wrong optimum, rules that ask for values every step or put a weight of
+1e-12 on the objectives they skip, a sequential run whose last stage steps on Mix's gradient.
 
 Example::
 
@@ -39,7 +47,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -47,11 +56,12 @@ from proofs_check.bounds import convex_bound_all, convex_weights, strong_weights
 from proofs_check.c2_alright import Z, theory_slope
 from proofs_check.c3_maxright import _decay
 from proofs_check.c4_mix import FLOOR, MEANINGFUL, drori_teboulle, strongly_convex
+from proofs_check.c5_cost import STEPS, measure
 from proofs_check.record import Record, make_record
 from proofs_check.runs import MoveSums, loglog_slope, run_snapshots
 from toyopt.backends import NumpyBackend
 from toyopt.problems import QuadraticProblem, problem_from_dict
-from toyopt.rules import KAlRight, KMaxRight, KMix, KStaleMaxRight, Rule
+from toyopt.rules import KAlRight, KMaxRight, KMix, KSequential, KStaleMaxRight, Rule
 from toyopt.schedules import Schedule
 from toyopt.simulate import log_spaced
 
@@ -70,6 +80,7 @@ K3_JSON = {
     },
 }  # fmt: skip
 STALE_K = 10
+PLATEAU_TOL = 1e-6
 
 
 def k3_quadratic() -> QuadraticProblem:
@@ -236,6 +247,68 @@ def _convergence(gaps: np.ndarray, t_max: int, instance: str, stale: bool = Fals
     )  # fmt: skip
 
 
+def cost_rules() -> list[tuple[Rule, Fraction, Fraction]]:
+    """(rule, gradients per step, function values per step) for K = 3 named objectives."""
+    optima = dict.fromkeys(WEIGHTS, 0.0)
+    third = STEPS // 3
+    rules: list[tuple[Rule, Fraction, Fraction]] = [
+        (KSequential(tuple(WEIGHTS), (third, third, STEPS - 2 * third)), Fraction(1), Fraction(0)),
+        (KAlRight(WEIGHTS), Fraction(1), Fraction(0)),
+        (KMaxRight(WEIGHTS, optima), Fraction(1), Fraction(3)),
+        (KMix(WEIGHTS), Fraction(3), Fraction(0)),
+    ]
+    rules += [
+        (KStaleMaxRight(WEIGHTS, optima, k), Fraction(1), Fraction(3, k)) for k in (1, 10, 100)
+    ]
+    return rules
+
+
+def check_cost_k(
+    problem: QuadraticProblem, wrap: Callable[[Rule], Rule] | None = None
+) -> list[Record]:
+    """C5's exact counts for K = 3 (``wrap`` alters each rule: broken variants)."""
+    records = []
+    for rule, grads, funcs in cost_rules():
+        label = rule.name + (f" R={rule.refresh_every}" if hasattr(rule, "refresh_every") else "")
+        lg, lf, pg, pf = measure(problem, wrap(rule) if wrap else rule)
+        for kind, what, loop, prob, want in (
+            ("K3 gradients", "gradients", lg, pg, grads),
+            ("K3 values", "function values", lf, pf, funcs),
+        ):
+            records.append(make_record(
+                kind, f"3-objective quadratic {label}", f"{what} per step per row (loop counters)",
+                float(loop), "==", float(want), extra_ok=bool(loop == want and prob == want),
+                note=f"problem-side count {prob}; expected {want}",
+            ))  # fmt: skip
+    return records
+
+
+def check_sequential_k(
+    problem: QuadraticProblem,
+    stages: Sequence[int] = (10, 100, 1000),
+    rule_for: Callable[[int], Rule] | None = None,
+) -> list[Record]:
+    """C1's plateau for K = 3: the F_λ gap of sequential (stages of T steps each) tends to
+    F_λ(c_last) − F*_λ. ``rule_for(T)`` replaces the rule (broken variants)."""
+    order = tuple(WEIGHTS)
+    _, f_star = problem.weighted_optimum(WEIGHTS)
+    last = problem.centers[order[-1]]
+    plateau = float(_weighted(problem, last[None], WEIGHTS)[0] - f_star)
+    schedule = Schedule("constant", _alpha0(problem))
+    gaps = []
+    for t in stages:
+        rule = KSequential(order, (t, t, t)) if rule_for is None else rule_for(t)
+        theta, _ = run_snapshots(NumpyBackend(problem, [0]), rule, [3 * t], schedule)
+        gaps.append(float(_weighted(problem, theta[-1], WEIGHTS)[0] - f_star))
+    instance = f"3-objective quadratic λ={_fmt(WEIGHTS)} order {'→'.join(order)}"
+    return [make_record(
+        "K3 sequential plateau", instance,
+        f"F_λ gap after stages of T={stages[-1]} steps vs F_λ(c_{order[-1]}) − F*_λ",
+        gaps[-1], "~", plateau, PLATEAU_TOL, extra_ok=bool(min(gaps) >= plateau / 2),
+        note="gaps at T=" + ", ".join(f"{t}: {g:.4g}" for t, g in zip(stages, gaps)),
+    )]  # fmt: skip
+
+
 def _fmt(weights: Mapping[str, float]) -> str:
     return "(" + ", ".join(f"{k}={w:.3g}" for k, w in weights.items()) + ")"
 
@@ -247,4 +320,6 @@ def check_k3(t_max: int = 2000, seeds: int = 64) -> list[Record]:
         *check_alright_k(problem, t_max, seeds),
         *check_mix_k(problem, min(t_max, 1000)),
         *check_maxright_k(problem, t_max),
+        *check_cost_k(problem),
+        *check_sequential_k(problem),
     ]

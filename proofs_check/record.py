@@ -48,6 +48,10 @@ KINDS: dict[str, str] = {
     "K3 MAXRIGHT bound": "MAXRIGHT (3 objectives, equal weights): below the subgradient bound",
     "K3 MAXRIGHT convergence": "MAXRIGHT (3 objectives, exact and stale): Chebyshev gap decays",
     "K3 stale = exact": "stale MAXRIGHT (3 objectives) with K = 1 makes the exact iterates",
+    "K3 gradients": "gradients per step and row for 3 objectives, exactly",
+    "K3 values": "function values per step and row for 3 objectives, exactly",
+    "K3 sequential plateau": "sequential over 3 objectives: the F_lam gap reaches its closed-form"
+    " plateau and stays above half of it",
     "L1 forgetting": "the second stage undoes at least half of stage 1's held-out gain",
     "L2 near Mix": "ALRIGHT's (MAXRIGHT's) held-out f_mix within the stated tolerance of Mix's",
     "L3 ideal distance order": "every joint rule ends closer to the ideal point than sequential",
