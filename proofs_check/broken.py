@@ -24,12 +24,31 @@ from proofs_check.c3_maxright import check_c3
 from proofs_check.c4_mix import check_c4
 from proofs_check.c5_cost import check_c5
 from proofs_check.c6_tradeoff import check_c6
+from proofs_check.k_objectives import (
+    WEIGHTS,
+    check_alright_k,
+    check_cost_k,
+    check_maxright_k,
+    check_mix_k,
+    check_sequential_k,
+    k3_quadratic,
+)
 from proofs_check.record import Record
 from toyopt.pareto import Geometry
 from toyopt.problems import get_problem
 from toyopt.problems.loglinear import LogLinearProblem
 from toyopt.rng import STREAM_BATCH, uniform
-from toyopt.rules import AlRight, MaxRight, Mix, Rule, Sequential, State
+from toyopt.rules import (
+    AlRight,
+    KAlRight,
+    KMix,
+    KSequential,
+    MaxRight,
+    Mix,
+    Rule,
+    Sequential,
+    State,
+)
 from toyopt.schedules import Schedule
 
 
@@ -180,7 +199,34 @@ def variants() -> list[Variant]:
                 lambda: check_c6(toy, "toy2d", (0.25, 0.5), t6, 200,
                                  maxright_optima=_wrong_optima(toy)),
                 holds=("C6 same point", "C6 sequential lands")),
-    ] + llm_variants()  # fmt: skip
+    ] + k3_variants() + llm_variants()  # fmt: skip
+
+
+def k3_variants() -> list[Variant]:
+    """The three-objective checks' broken runs (seconds)."""
+    k3 = k3_quadratic()
+    swapped = {"sft": 0.5, "dpo": 0.3, "extra": 0.2}  # sft's and dpo's weights exchanged
+    wrong = {"sft": 0.0, "dpo": 0.0, "extra": 0.3}
+    return [
+        Variant("K3 ALRIGHT drawing with sft's and dpo's weights exchanged",
+                ("K3 ALRIGHT bound", "K3 ALRIGHT rate"),
+                lambda: check_alright_k(k3, 2000, 64, rule=KAlRight(swapped))),
+        Variant("K3 Mix with sft's and dpo's weights exchanged", ("K3 Mix bound",),
+                lambda: check_mix_k(k3, 1000, rule=KMix(swapped))),
+        Variant("K3 MAXRIGHT ignoring the objective 'extra'",
+                ("K3 MAXRIGHT bound", "K3 MAXRIGHT convergence"),
+                lambda: check_maxright_k(k3, 2000, ignore="extra"), holds=("K3 stale = exact",)),
+        Variant("K3 stale MAXRIGHT with a wrong optimum (f*_extra+0.3)", ("K3 stale = exact",),
+                lambda: check_maxright_k(k3, 2000, stale_optima=wrong),
+                holds=("K3 MAXRIGHT bound",)),
+        Variant("K3 rules that ask for every value every step", ("K3 values",),
+                lambda: check_cost_k(k3, wrap=AsksForValues), holds=("K3 gradients",)),
+        Variant("K3 weight 1e-12 instead of 0 on the objectives not stepped on", ("K3 gradients",),
+                lambda: check_cost_k(k3, wrap=NeverZero), holds=("K3 values",)),
+        Variant("K3 sequential whose last stage steps on Mix's gradient", ("K3 sequential plateau",),
+                lambda: check_sequential_k(k3, rule_for=lambda t: SwitchTo(
+                    KSequential(tuple(WEIGHTS), (t, t, t)), KMix(WEIGHTS), 2 * t))),
+    ]  # fmt: skip
 
 
 # The broken MAXRIGHT gets f* = 0 (a replacement rule is built from λ and the switch alone); the

@@ -41,8 +41,9 @@ class CountingProblem(Problem):
 
     def __init__(self, base: Problem):
         self.base, self.kind, self.dim, self.start = base, base.kind, base.dim, base.start
-        self.grads = dict.fromkeys(("sft", "dpo"), 0)
-        self.values = dict.fromkeys(("sft", "dpo"), 0)
+        self.objectives = base.objectives
+        self.grads = dict.fromkeys(base.objectives, 0)
+        self.values = dict.fromkeys(base.objectives, 0)
 
     def value(self, objective, theta):
         self.values[objective] += len(as_rows(theta))

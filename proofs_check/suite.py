@@ -19,6 +19,7 @@ from proofs_check.c3_maxright import check_c3
 from proofs_check.c4_mix import check_c4, check_c4_worst_cases
 from proofs_check.c5_cost import check_c5
 from proofs_check.c6_tradeoff import check_c6
+from proofs_check.k_objectives import check_k3
 from proofs_check.record import Record
 from proofs_check.worst_cases import equal_curvature_quadratic
 from toyopt.problems import get_problem, random_loglinear, random_quadratic
@@ -107,6 +108,8 @@ def jobs(quick: bool = False) -> list[Job]:
     out += [
         (f"C6 {n}", lambda n=n: check_c6(p[n], n, t_max=s.c6_steps, seeds=s.c6_seeds)) for n in c6
     ]
+    k3_steps, k3_seeds = (2000, 64) if quick else (10_000, 100)
+    out += [("K3 3-objective quadratic", lambda: check_k3(t_max=k3_steps, seeds=k3_seeds))]
     if not quick and llm.available():  # the language-model claims (a minute or two)
         out += [("L tiny language model", llm.check_llm)]
     return out

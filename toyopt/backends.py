@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from toyopt.problems.base import Problem
-from toyopt.rules import OBJECTIVES, Weights
+from toyopt.rules import Weights
 
 
 class NumpyBackend:
@@ -38,7 +38,7 @@ class NumpyBackend:
         self.theta = np.tile(start, (len(self.seeds), 1))
 
     def values(self) -> dict[str, np.ndarray]:
-        return {k: self.problem.value(k, self.theta) for k in OBJECTIVES}
+        return {k: self.problem.value(k, self.theta) for k in self.problem.objectives}
 
     def _grad_and_loss(self, k: str, rows: np.ndarray | None, step: int):
         theta = self.theta if rows is None else self.theta.take(rows, axis=0)
@@ -54,7 +54,13 @@ class NumpyBackend:
         Only the rows with a positive weight on an objective compute it.
         """
         parts, losses = [], Losses(len(self.theta))
-        for k in OBJECTIVES:
+        names = self.problem.objectives
+        if not weights.keys() <= set(names):
+            unknown = sorted(set(weights) - set(names))
+            raise ValueError(f"the problem has no objective {unknown}; it has {list(names)}")
+        for k in names:
+            if k not in weights:
+                continue
             w = np.asarray(weights[k], dtype=float)
             active = w > 0
             rows = active.nonzero()[0]
@@ -107,7 +113,11 @@ class _Part:
 
 
 def _disjoint(parts: list[_Part]) -> bool:
-    return len(parts) < 2 or not np.count_nonzero(parts[0].active & parts[1].active)
+    if len(parts) < 2:
+        return True
+    if len(parts) == 2:
+        return not np.count_nonzero(parts[0].active & parts[1].active)
+    return bool(np.all(sum(p.active.astype(int) for p in parts) <= 1))
 
 
 def _row_view(a: np.ndarray) -> np.ndarray:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from toyopt.errors import available_memory, handle, writable_file
-from toyopt.pareto import METRICS, Geometry
+from toyopt.pareto import METRICS, Geometry, NamedGeometry
 from toyopt.problems import BUILTINS, get_problem
-from toyopt.rules import RULE_NAMES, make_rule
+from toyopt.rules import RULE_NAMES, SEQUENTIAL, check_weights, make_rule, make_weighted_rule
 from toyopt.schedules import SCHEDULES, Schedule
 from toyopt.simulate import log_spaced, simulate
 from toyopt.userinput import DuplicateKey, loads_json
@@ -80,6 +80,23 @@ def parse_optima(text: str) -> dict[str, float]:
     return check_optima(pairs, text)
 
 
+def parse_weights(text: str) -> dict[str, float]:
+    """``sft=0.3,dpo=0.5,extra=0.2``: a weight per named objective, on the simplex."""
+    try:
+        items = [item.split("=", 1) for item in text.split(",")]
+        pairs = {k.strip(): float(v) for k, v in items}
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=W,NAME=W,... (weights summing to 1), got {text!r}"
+        ) from None
+    if len(pairs) < len(items):
+        raise argparse.ArgumentTypeError(f"{text!r}: an objective is named twice")
+    try:
+        return check_weights(pairs)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--weights {text!r}: {e}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     rules = "\n".join(f"  {name:<20} {text}" for name, text in RULE_NAMES.items())
     problems = "\n".join(f"  {name:<20} {text}" for name, (text, _) in BUILTINS.items())
@@ -103,11 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--rule",
         required=True,
-        choices=list(RULE_NAMES),
+        choices=[*RULE_NAMES, SEQUENTIAL],
         metavar="RULE",
-        help="one of: " + ", ".join(RULE_NAMES),
+        help="one of: " + ", ".join(RULE_NAMES) + f"; for K named objectives {SEQUENTIAL}"
+        " (stages in the order of --weights, equal lengths) instead of the sequential-* rules",
     )
     run.add_argument("--lam", type=float, default=0.5, help="DPO weight in [0, 1] (default 0.5)")
+    run.add_argument(
+        "--weights",
+        type=parse_weights,
+        help="weights by objective name, e.g. sft=0.3,dpo=0.5,extra=0.2 (on the simplex; for a"
+        " problem with K named objectives, default equal; for sft and dpo it sets --lam)",
+    )
     run.add_argument(
         "--steps",
         type=int,
@@ -193,6 +217,15 @@ def run_command(args: argparse.Namespace) -> int:
         writable_file(args.out, "--out")  # before the run, not after it
     problem = get_problem(args.problem)
     check_memory(args, problem.start.size)
+    if problem.objectives != ("sft", "dpo"):
+        return run_weighted(args, problem)
+    if args.weights is not None:
+        if set(args.weights) != {"sft", "dpo"}:
+            raise ValueError(
+                f"{args.problem}: --weights names {list(args.weights)}, the problem's objectives"
+                " are ['sft', 'dpo']"
+            )
+        args.lam = args.weights["dpo"]
     geometry = Geometry(problem)
     optima = args.optima or finite_optima(geometry, args.problem)
     rule = make_rule(args.rule, args.lam, args.steps, args.switch, optima, args.refresh_every)
@@ -239,6 +272,81 @@ def run_command(args: argparse.Namespace) -> int:
             )
             + "\n",
         )
+    if args.json:
+        print(json.dumps(report))
+    else:
+        width = max(len(k) for k in report)
+        for k, v in report.items():
+            print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return 0
+
+
+def run_weighted(args: argparse.Namespace, problem) -> int:
+    """A run on a problem with K named objectives (a quadratic, or a log-linear problem with
+    several SFT and preference sets). Reports f_k and f*_k for each objective, ``weighted_gap`` = Σ λ_k f_k − min Σ λ_k f_k and
+    ``chebyshev_gap`` = max_k λ_k (f_k − f*_k) − its minimum (means and standard errors)."""
+    names = problem.objectives
+    weights = args.weights or {k: 1.0 / len(names) for k in names}
+    if set(weights) != set(names):
+        raise ValueError(
+            f"{args.problem}: --weights names {list(weights)}, the problem's objectives are"
+            f" {list(names)}"
+        )
+    if args.rule.startswith("sequential-"):
+        raise ValueError(
+            f"{args.problem} has the objectives {list(names)}: use --rule {SEQUENTIAL} (stages"
+            " in the order of --weights)"
+        )
+    if args.optima is not None or args.switch is not None or args.batch is not None:
+        raise ValueError(
+            f"{args.problem}: --optima, --switch and --batch are for sft and dpo problems only"
+        )
+    geometry = NamedGeometry(problem)
+    with np.errstate(all="ignore"):
+        optima = geometry.f_star
+        f_weighted, f_cheb = geometry.weighted(weights).value, geometry.chebyshev(weights).value
+    bad = [k for k, v in optima.items() if not np.isfinite(v)]
+    if bad:
+        raise ValueError(f"{args.problem}: f*_{bad[0]} is {optima[bad[0]]} (overflow); rescale it")
+    rule = make_weighted_rule(
+        args.rule, weights, args.steps, optima=optima, refresh_every=args.refresh_every
+    )
+    seeds = np.arange(args.seed, args.seed + args.seeds)
+
+    def metrics(theta: np.ndarray) -> dict[str, float]:
+        f = {k: problem.value(k, theta) for k in names}
+        return summarise({
+            **{f"f_{k}": f[k] for k in names},
+            "weighted_gap": sum(w * f[k] for k, w in weights.items()) - f_weighted,
+            "chebyshev_gap": np.max([w * (f[k] - optima[k]) for k, w in weights.items()], axis=0)
+            - f_cheb,
+        })  # fmt: skip
+
+    start = time.perf_counter()
+    with np.errstate(over="ignore", invalid="ignore"):
+        traj = simulate(problem, rule, args.steps, Schedule(args.schedule, args.lr, args.steps), seeds,
+                        progress=args.progress)  # fmt: skip
+        final = metrics(traj.final)
+    report = {
+        "rule": args.rule, "weights": weights, "steps": args.steps, "seeds": args.seeds,
+        **{f"f_{k}_star": optima[k] for k in names}, **final,
+        "grad_evals": traj.counters.grad_evals, "func_evals": traj.counters.func_evals,
+        "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+    overflowed = [k for k, v in report.items() if isinstance(v, float) and not np.isfinite(v)]
+    if overflowed:
+        raise ValueError(
+            f"{args.problem}: {overflowed[0]} is {report[overflowed[0]]} after {args.steps} steps:"
+            " the run overflowed (lower --lr, or rescale the problem)"
+        )
+    if args.out:
+        from toyopt.files import write_text
+
+        per_step = [metrics(theta) for theta in traj.theta]
+        data = {"problem": args.problem, "rule": args.rule, "weights": weights,
+                "steps": traj.steps.tolist(), "theta": traj.theta.tolist(),
+                "metrics": {m: [row[m] for row in per_step] for m in per_step[0]}}  # fmt: skip
+        write_text(args.out, json.dumps(data) + "\n")
     if args.json:
         print(json.dumps(report))
     else:

@@ -4,7 +4,8 @@ Everything except the rule (data order, batches, losses, optimizer, logging) is 
 for every method, so differences between methods come from the rule alone.
 
 A backend owns the parameters (a batch of toy iterates, or a torch model) and offers
-``values() -> {"sft": (S,), "dpo": (S,)}`` (no gradients) and
+``values() -> {"sft": (S,), "dpo": (S,)}`` (no gradients; one entry per objective of the
+problem, so K named objectives for a K-objective toy problem) and
 ``step(weights, lr, step) -> losses``: one update along Σ_k weights[k]·∇f_k, computing only the
 objectives whose weight is non-zero in a row, and returning their values at the pre-step iterate.
 """
@@ -28,7 +29,8 @@ class Backend(Protocol):
 
 @dataclass
 class Counters:
-    """Evaluations summed over the rows of the batch (C5 counts them per row and step)."""
+    """Evaluations summed over the rows of the batch (C5 counts them per row and step); an
+    objective beyond sft and dpo gets its entries when first counted."""
 
     grad_evals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OBJECTIVES, 0))
     func_evals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OBJECTIVES, 0))
@@ -87,8 +89,8 @@ def train(
         else:
             if rule.wants_values(state, t):
                 values = backend.values()
-                for k in OBJECTIVES:
-                    counters.func_evals[k] += len(state["seeds"])
+                for k in values:
+                    counters.func_evals[k] = counters.func_evals.get(k, 0) + len(state["seeds"])
             weights, state = rule.choose(state, t, values)
             _count(counters.grad_evals, weights)
         losses = backend.step(weights, schedule(t), t)
@@ -104,5 +106,5 @@ def train(
 
 def _count(grad_evals: dict[str, int], weights: Weights) -> None:
     """Add the rows (of a step or a block of steps) that compute each objective's gradient."""
-    for k in OBJECTIVES:
-        grad_evals[k] += int(np.count_nonzero(np.asarray(weights[k]) > 0))
+    for k in weights:
+        grad_evals[k] = grad_evals.get(k, 0) + int(np.count_nonzero(np.asarray(weights[k]) > 0))

@@ -64,7 +64,8 @@ def minimise(
     Staying in start + span makes the result the minimiser nearest to ``start`` when the
     minimisers form an affine set. Assumes the infimum is attained (check first).
     """
-    active = [k for k in OBJECTIVES if weights.get(k, 0.0) > 0]
+    names = OBJECTIVES if set(weights) <= set(OBJECTIVES) else tuple(weights)
+    active = [k for k in names if weights.get(k, 0.0) > 0]
     q = orthonormal_basis(np.concatenate([problem.span(k).T for k in active]), problem.dim)
     theta = np.asarray(start, dtype=float).copy()
     if q.shape[1] == 0:
@@ -178,3 +179,62 @@ class Geometry:
             "chebyshev_gap": np.maximum(weighted["dpo"], weighted["sft"])
             - self.chebyshev(lam).value,
         }
+
+
+class NamedGeometry:
+    """Optima of a problem with K ≥ 2 named objectives (``problem.objectives``) for weights λ
+    on the simplex: f*_k (attainment decided exactly, as in :class:`Geometry`), the weighted
+    optimum argmin Σ λ_k f_k (attained when every f_k is: a recession direction of the sum is
+    one of every f_k) and the Chebyshev optimum min_θ max_k λ_k (f_k(θ) − f*_k)."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+
+    @cached_property
+    def optima(self) -> dict[str, Optimum]:
+        out = {}
+        for k in self.problem.objectives:
+            if not is_attained(self.problem, k):
+                raise NotAttainedError(
+                    f"the infimum of f_{k} is not attained on this problem (some direction "
+                    f"decreases it forever), so f*_{k} and the gaps are undefined"
+                )
+            point = minimise(self.problem, {k: 1.0}, self.problem.start)
+            out[k] = Optimum(float(self.problem.value(k, point)[0]), point)
+        return out
+
+    @property
+    def f_star(self) -> dict[str, float]:
+        return {k: o.value for k, o in self.optima.items()}
+
+    def weighted(self, weights: dict[str, float]) -> Optimum:
+        _ = self.optima  # raises if a single-objective infimum is not attained
+        point = minimise(self.problem, dict(weights), self.problem.start)
+        value = sum(w * self.problem.value(k, point)[0] for k, w in weights.items())
+        return Optimum(float(value), point)
+
+    def chebyshev(self, weights: dict[str, float]) -> Optimum:
+        """min t subject to λ_k (f_k(θ) − f*_k) ≤ t (SLSQP from the weighted optimum, exact
+        gradients); the value is max_k λ_k (f_k − f*_k) at the point found."""
+        from scipy.optimize import minimize
+
+        f_star, p, dim = self.f_star, self.problem, self.problem.dim
+        names = [k for k, w in weights.items() if w > 0]
+        x0 = self.weighted(weights).point
+
+        def gap(k: str, theta: np.ndarray) -> float:
+            return weights[k] * (p.value(k, theta)[0] - f_star[k])
+
+        def con(k: str) -> dict:
+            return {"type": "ineq", "fun": lambda x: x[-1] - gap(k, x[:-1]),
+                    "jac": lambda x: np.concatenate([-weights[k] * p.grad(k, x[:-1])[0], [1.0]])}  # fmt: skip
+
+        t0 = max(gap(k, x0) for k in names)
+        res = minimize(
+            lambda x: x[-1], np.concatenate([x0, [t0]]),
+            jac=lambda x: np.concatenate([np.zeros(dim), [1.0]]),
+            constraints=[con(k) for k in names], method="SLSQP",
+            options={"ftol": 1e-15, "maxiter": 1000},
+        )  # fmt: skip
+        point = res.x[:-1] if max(gap(k, res.x[:-1]) for k in names) <= t0 else x0
+        return Optimum(float(max(gap(k, point) for k in names)), point)

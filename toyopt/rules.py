@@ -23,6 +23,13 @@ the choices of a block of steps at once (ALRIGHT: one vectorised hash call for t
 ``choose`` is row 0 of a one-step block, so both give the same choices by construction.
 
 λ (``lam``) is always the weight of DPO: f_mix,λ = λ f_dpo + (1 − λ) f_sft.
+
+K ≥ 2 named objectives: :func:`make_weighted_rule` takes a weight vector on the simplex given
+by name, e.g. ``{"sft": 0.3, "dpo": 0.5, "extra": 0.2}``, and returns the same four rules for
+f_λ = Σ_k λ_k f_k (:class:`KSequential`, :class:`KAlRight`, :class:`KMaxRight`,
+:class:`KStaleMaxRight`, :class:`KMix`). With exactly the names ``sft`` and ``dpo`` it returns
+the two-objective rules above with λ = λ_dpo, so two-objective runs are unchanged bit for bit.
+Every rule names its objectives in ``objectives``.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ RULE_NAMES: dict[str, str] = {
     " refresh_every=K>1 keeps stale gaps and evaluates both objectives every K steps.",
     "mix": "each step on lam*grad f_dpo + (1-lam)*grad f_sft: both gradients every step (baseline).",
 }
+SEQUENTIAL = "sequential"  # the K-objective sequential rule's name: stages in a given order
 
 
 class Rule(Protocol):
@@ -77,6 +85,8 @@ def one_hot(take_dpo: np.ndarray) -> Weights:
 
 class _Stateless:
     """Rules whose only state is the batch of seeds."""
+
+    objectives: tuple[str, ...] = OBJECTIVES
 
     def init(self, seeds: np.ndarray) -> State:
         return {"seeds": np.asarray(seeds, dtype=np.int64).reshape(-1)}
@@ -227,6 +237,7 @@ class StaleMaxRight:
     optima: Mapping[str, float]
     refresh_every: int
     name: str = field(default="maxright", init=False)
+    objectives = OBJECTIVES
 
     def __post_init__(self) -> None:
         check_lam(self.lam)
@@ -257,6 +268,248 @@ class StaleMaxRight:
             stepped = np.asarray(weights[k]) > 0
             new[f"gap_{k}"] = np.where(stepped, fresh[k], state[f"gap_{k}"])
         return new
+
+
+# --- K ≥ 2 named objectives ------------------------------------------------------------------
+
+SIMPLEX_TOL = 1e-9  # |Σ λ_k − 1| allowed in a weight vector
+
+
+def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """A weight vector on the simplex, by objective name (order kept), or a one-line error."""
+    if not isinstance(weights, Mapping) or len(weights) < 2:
+        raise ValueError(f"weights need at least two named objectives, got {weights!r}")
+    out = {}
+    for k, w in weights.items():
+        if not isinstance(k, str) or not k or k != k.strip() or k == "seeds":
+            raise ValueError(f"objective names must be non-empty words, got {k!r}")
+        w = float(w)
+        if not 0.0 <= w <= 1.0:
+            raise ValueError(f"the weight of {k!r} must lie in [0, 1], got {w}")
+        out[k] = w
+    total = sum(out.values())
+    if abs(total - 1.0) > SIMPLEX_TOL:
+        raise ValueError(f"the weights must sum to 1 (a point of the simplex), got {total:.12g}")
+    return out
+
+
+def one_hot_k(names: tuple[str, ...], index: np.ndarray) -> Weights:
+    """Unit weight on objective ``names[index]`` in each entry of ``index``."""
+    return {k: (index == i).astype(float) for i, k in enumerate(names)}
+
+
+@dataclass(frozen=True)
+class KSequential(_OpenLoop):
+    """Train on ``order[0]`` for ``lengths[0]`` steps, then on ``order[1]`` for ``lengths[1]``
+    steps, and so on; steps past the last stage stay on its objective. Each stage forgets the
+    ones before it (claim C1 for K objectives)."""
+
+    order: tuple[str, ...]
+    lengths: tuple[int, ...]
+    name: str = field(default=SEQUENTIAL, init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "order", tuple(self.order))
+        object.__setattr__(self, "lengths", tuple(int(n) for n in self.lengths))
+        if len(self.order) < 2 or len(set(self.order)) != len(self.order):
+            raise ValueError(f"order must name two or more distinct objectives, got {self.order}")
+        if len(self.lengths) != len(self.order) or min(self.lengths) < 0:
+            raise ValueError(
+                f"lengths must give one stage length >= 0 per objective, got {self.lengths}"
+            )
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return self.order
+
+    def choose_block(self, state: State, start: int, stop: int) -> Weights:
+        ends = np.cumsum(self.lengths[:-1])
+        stage = np.searchsorted(ends, np.arange(start, stop), side="right")[:, None]
+        stage = np.broadcast_to(stage, (stop - start, len(state["seeds"])))
+        return one_hot_k(self.order, stage)
+
+
+@dataclass(frozen=True)
+class KAlRight(_OpenLoop):
+    """ALRIGHT for K objectives: step on objective k with probability λ_k (unweighted gradient).
+
+    E[step direction] = Σ_k λ_k ∇f_k = ∇f_λ. The draw is the two-objective rule's
+    ``u = uniform(seed, step)``: objective k is chosen when u lies in its interval
+    [λ_1 + … + λ_{k−1}, λ_1 + … + λ_k) in the order the weights are given, so that the weights
+    ``{"dpo": λ, "sft": 1 − λ}`` choose exactly as :class:`AlRight` (λ) does.
+    """
+
+    weights: Mapping[str, float]
+    name: str = field(default="alright", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", check_weights(self.weights))
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return tuple(self.weights)
+
+    def choose_block(self, state: State, start: int, stop: int) -> Weights:
+        w = np.array(list(self.weights.values()))
+        ends = np.cumsum(w)
+        ends[int(np.flatnonzero(w > 0)[-1]) :] = np.inf  # no rounding gap at the top
+        steps = np.arange(start, stop, dtype=np.uint64)[:, None]
+        u = uniform(state["seeds"], steps, STREAM_CHOICE)
+        return one_hot_k(self.objectives, np.searchsorted(ends, u, side="right"))
+
+
+@dataclass(frozen=True)
+class KMix(_OpenLoop):
+    """Mix for K objectives: the full gradient Σ_k λ_k ∇f_k every step (every gradient)."""
+
+    weights: Mapping[str, float]
+    name: str = field(default="mix", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", check_weights(self.weights))
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return tuple(self.weights)
+
+    def choose_block(self, state: State, start: int, stop: int) -> Weights:
+        shape = (stop - start, len(state["seeds"]))
+        return {k: np.full(shape, w) for k, w in self.weights.items()}
+
+
+def _check_k_optima(names: tuple[str, ...], optima: Mapping[str, float]) -> dict[str, float]:
+    missing = [k for k in names if k not in optima]
+    if missing:
+        raise ValueError(f"optima needs values for {missing}, got keys {sorted(optima)}")
+    return {k: float(optima[k]) for k in names}
+
+
+def largest_gap(weights: Mapping[str, float], gaps: Mapping[str, np.ndarray]) -> Weights:
+    """One-hot weights on the largest weighted gap; a tie goes to the objective of larger
+    weight, and between equal weights to the one named first (for two objectives: the rule of
+    :func:`larger_gap`)."""
+    names = tuple(weights)
+    rank = sorted(range(len(names)), key=lambda i: -weights[names[i]])  # stable
+    best = np.argmax(np.stack([np.asarray(gaps[names[i]], dtype=float) for i in rank]), axis=0)
+    return one_hot_k(names, np.asarray(rank)[best])
+
+
+@dataclass(frozen=True)
+class KMaxRight(_Stateless):
+    """MAXRIGHT for K objectives, exact: evaluate every objective each step and step on
+    argmax_k λ_k (f_k − f*_k): the subgradient method on the Chebyshev scalarisation
+    max_k λ_k (f_k − f*_k) (claim C3 for K objectives)."""
+
+    weights: Mapping[str, float]
+    optima: Mapping[str, float]
+    name: str = field(default="maxright", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", check_weights(self.weights))
+        object.__setattr__(self, "optima", _check_k_optima(self.objectives, self.optima))
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return tuple(self.weights)
+
+    def wants_values(self, state: State, step: int) -> bool:
+        return True
+
+    def gaps(self, values: Values) -> dict[str, np.ndarray]:
+        return {k: w * (np.asarray(values[k]) - self.optima[k]) for k, w in self.weights.items()}
+
+    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]:
+        if values is None:
+            raise ValueError("MAXRIGHT needs every objective value at every step")
+        return largest_gap(self.weights, self.gaps(values)), state
+
+
+@dataclass(frozen=True)
+class KStaleMaxRight(KMaxRight):
+    """MAXRIGHT for K objectives, memory-efficient: every weighted gap is refreshed every
+    ``refresh_every`` steps, in between only the gap of the objective just stepped on (with the
+    loss that step computed). With ``refresh_every`` = 1 it chooses as :class:`KMaxRight`."""
+
+    refresh_every: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.refresh_every < 1:
+            raise ValueError(f"refresh_every must be >= 1, got {self.refresh_every}")
+
+    def init(self, seeds: np.ndarray) -> State:
+        seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        return {"seeds": seeds, **{f"gap_{k}": np.zeros(seeds.shape) for k in self.objectives}}
+
+    def wants_values(self, state: State, step: int) -> bool:
+        return step % self.refresh_every == 0
+
+    def choose(self, state: State, step: int, values: Values | None) -> tuple[Weights, State]:
+        if values is not None:
+            state = {**state, **{f"gap_{k}": g + 0.0 for k, g in self.gaps(values).items()}}
+        elif self.wants_values(state, step):
+            raise ValueError(f"stale MAXRIGHT needs every objective value at step {step}")
+        gaps = {k: state[f"gap_{k}"] for k in self.objectives}
+        return largest_gap(self.weights, gaps), state
+
+    def observe(self, state: State, weights: Weights, losses: Values) -> State:
+        fresh = self.gaps({k: losses.get(k, np.nan) for k in self.objectives})
+        new = dict(state)
+        for k in self.objectives:
+            stepped = np.asarray(weights[k]) > 0
+            new[f"gap_{k}"] = np.where(stepped, fresh[k], state[f"gap_{k}"])
+        return new
+
+
+def make_weighted_rule(
+    name: str,
+    weights: Mapping[str, float],
+    steps: int,
+    *,
+    order: tuple[str, ...] | None = None,
+    lengths: tuple[int, ...] | None = None,
+    optima: Mapping[str, float] | None = None,
+    refresh_every: int = 1,
+) -> Rule:
+    """Build a rule for the named objectives of ``weights`` (on the simplex).
+
+    ``name`` is ``alright``, ``maxright``, ``mix``, or ``sequential`` (stages in ``order``,
+    default the order of ``weights``, of ``lengths`` steps, default equal parts of ``steps``);
+    the two-objective names ``sequential-sft-dpo`` and ``sequential-dpo-sft`` also work for the
+    names sft and dpo. With exactly the names ``sft`` and ``dpo`` the rule is the one
+    :func:`make_rule` builds with λ = the weight of dpo (bit-for-bit the same runs).
+    """
+    weights = check_weights(weights)
+    if steps <= 0:
+        raise ValueError(f"steps must be a positive number of optimizer steps, got {steps}")
+    names = tuple(weights)
+    if set(names) == set(OBJECTIVES):
+        lam = weights["dpo"]
+        if name == SEQUENTIAL:
+            first = (order or names)[0]
+            second = "dpo" if first == "sft" else "sft"
+            switch = None if lengths is None else int(lengths[0])
+            return make_rule(f"sequential-{first}-{second}", lam, steps, switch)
+        return make_rule(name, lam, steps, optima=optima, refresh_every=refresh_every)
+    if name == SEQUENTIAL:
+        order = names if order is None else tuple(order)
+        if set(order) != set(names) or len(order) != len(names):
+            raise ValueError(f"order must list each of {list(names)} once, got {list(order)}")
+        if lengths is None:
+            lengths = tuple(steps // len(order) for _ in order[:-1])
+            lengths = (*lengths, steps - sum(lengths))
+        return KSequential(order, tuple(lengths))
+    if name == "alright":
+        return KAlRight(weights)
+    if name == "mix":
+        return KMix(weights)
+    if name == "maxright":
+        if optima is None:
+            raise ValueError(f"maxright needs the single-objective optima of {list(names)}")
+        if refresh_every == 1:
+            return KMaxRight(weights, optima)
+        return KStaleMaxRight(weights, optima, refresh_every)
+    raise ValueError(f"unknown rule {name!r}; choose one of {SEQUENTIAL}, alright, maxright, mix")
 
 
 def default_switch(steps: int) -> int:

@@ -59,7 +59,12 @@ def simulate(
         if t + 1 in wanted:
             snapshots.append(backend.theta.copy())
 
+    counters = None
+    if tuple(problem.objectives) != ("sft", "dpo"):  # every objective counted, zeros included
+        names = problem.objectives
+        counters = Counters(dict.fromkeys(names, 0), dict.fromkeys(names, 0))
     _, counters = train(
-        backend, rule, rule.init(seeds), steps, schedule, on_step=keep, progress=progress
-    )
+        backend, rule, rule.init(seeds), steps, schedule, counters=counters, on_step=keep,
+        progress=progress,
+    )  # fmt: skip
     return Trajectory(np.array(sorted(wanted)), np.stack(snapshots), counters, seeds)

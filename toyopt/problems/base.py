@@ -27,8 +27,10 @@ def orthonormal_basis(vectors: np.ndarray, dim: int, rtol: float = 1e-10) -> np.
 
 
 class Problem(ABC):
-    """Two objectives on the same parameters θ ∈ R^d."""
+    """Named objectives (``sft`` and ``dpo`` unless a problem names others) on the same
+    parameters θ ∈ R^d."""
 
+    objectives: tuple[str, ...] = ("sft", "dpo")
     kind: str
     dim: int
     start: np.ndarray  # the initial iterate θ₀ of every run

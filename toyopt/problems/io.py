@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from toyopt.problems.base import Problem
-from toyopt.problems.loglinear import LogLinearProblem
+from toyopt.problems.loglinear import LogLinearProblem, NamedLogLinearProblem
 from toyopt.problems.quadratic import QuadraticProblem
 from toyopt.userinput import DuplicateKey, loads_json
 
@@ -93,7 +93,7 @@ def problem_from_dict(data: Any, source: str = "<problem>") -> Problem:
 def check_finite(problem: Problem, source: str) -> Problem:
     """f, ∇f and ∇²f of both objectives are finite at the start (numbers that overflow double
     precision there would turn every metric into NaN), else one line naming the field."""
-    for k in ("sft", "dpo"):
+    for k in problem.objectives:
         field = "features" if problem.kind == "loglinear" else k
         with np.errstate(all="ignore"):
             parts = {"the value": problem.value(k, problem.start),
@@ -139,30 +139,49 @@ def save_problem(problem: Problem, path: str | Path) -> None:
 
 
 def _quadratic(data: dict, check: _Checker) -> QuadraticProblem:
+    """Two objectives ``sft`` and ``dpo`` at the top level, or K ≥ 2 named ones under
+    ``objectives``: ``{"objectives": {NAME: {"hessian": H, "center": c}, ...}}``."""
     hessians, centers = {}, {}
-    for k in ("sft", "dpo"):
-        part = check.get(data, k, "")
-        h = check.array(check.get(part, "hessian", k), f"{k}.hessian", 2)
-        c = check.array(check.get(part, "center", k), f"{k}.center", 1)
+    if "objectives" in data:
+        named = data["objectives"]
+        if not isinstance(named, dict) or len(named) < 2:
+            check.fail("objectives", "expected an object naming two or more objectives")
+        clash = [k for k in ("sft", "dpo") if k in data]
+        if clash:
+            check.fail(
+                clash[0], "give the objectives either at the top level or under 'objectives'"
+            )
+        parts = {k: (named[k], f"objectives.{k}") for k in named}
+    else:
+        parts = {k: (check.get(data, k, ""), k) for k in ("sft", "dpo")}
+    for k, (part, where) in parts.items():
+        if not isinstance(k, str) or not k.strip() or k != k.strip() or k == "seeds":
+            check.fail(where, "an objective's name must be a non-empty word")
+        h = check.array(check.get(part, "hessian", where), f"{where}.hessian", 2)
+        c = check.array(check.get(part, "center", where), f"{where}.center", 1)
         if h.shape != (len(c), len(c)):
             check.fail(
-                f"{k}.hessian",
+                f"{where}.hessian",
                 f"expected shape ({len(c)}, {len(c)}) to match the center, got {h.shape}",
             )
         if not np.allclose(h, h.T, rtol=1e-9, atol=1e-12):
-            check.fail(f"{k}.hessian", "must be symmetric")
+            check.fail(f"{where}.hessian", "must be symmetric")
         lowest = np.linalg.eigvalsh(h)[0]
         if lowest < -1e-10 * max(1.0, np.abs(h).max()):
             check.fail(
-                f"{k}.hessian", f"must be positive semi-definite (smallest eigenvalue {lowest:.3g})"
+                f"{where}.hessian",
+                f"must be positive semi-definite (smallest eigenvalue {lowest:.3g})",
             )
         hessians[k], centers[k] = h, c
-    if len(centers["sft"]) != len(centers["dpo"]):
-        check.fail(
-            "dpo.center",
-            f"dimension {len(centers['dpo'])} differs from sft's {len(centers['sft'])}",
-        )
-    return QuadraticProblem(hessians, centers, _start(data, check, len(centers["sft"])))
+    names = list(parts)
+    first = names[0]
+    for k in names[1:]:
+        if len(centers[k]) != len(centers[first]):
+            check.fail(
+                f"{parts[k][1]}.center",
+                f"dimension {len(centers[k])} differs from {first}'s {len(centers[first])}",
+            )
+    return QuadraticProblem(hessians, centers, _start(data, check, len(centers[first])))
 
 
 def _start(data: dict, check: _Checker, dim: int) -> np.ndarray | None:
@@ -205,25 +224,64 @@ def _loglinear(data: dict, check: _Checker) -> LogLinearProblem:
             f"responses for prompt {p}",
         )
 
-    sft: dict[str, list] = {"prompt": [], "response": [], "weight": []}
-    for i, row in enumerate(check.rows(check.get(data, "sft", ""), "sft")):
-        f = f"sft[{i}]"
-        p = check.index(check.get(row, "prompt", f), f"{f}.prompt", len(prompts), "prompts")
-        sft["prompt"].append(p)
-        sft["response"].append(response(row, "response", f, p))
-        sft["weight"].append(check.number(row.get("weight", 1.0), f"{f}.weight", minimum=0.0))
-    check.weights(sft["weight"], "sft")
+    def sft_rows(raw: Any, where: str) -> dict[str, list]:
+        sft: dict[str, list] = {"prompt": [], "response": [], "weight": []}
+        for i, row in enumerate(check.rows(raw, where)):
+            f = f"{where}[{i}]"
+            p = check.index(check.get(row, "prompt", f), f"{f}.prompt", len(prompts), "prompts")
+            sft["prompt"].append(p)
+            sft["response"].append(response(row, "response", f, p))
+            sft["weight"].append(check.number(row.get("weight", 1.0), f"{f}.weight", minimum=0.0))
+        check.weights(sft["weight"], where)
+        return sft
 
-    prefs: dict[str, list] = {"prompt": [], "chosen": [], "rejected": [], "weight": []}
-    for j, row in enumerate(check.rows(check.get(data, "preferences", ""), "preferences")):
-        f = f"preferences[{j}]"
-        p = check.index(check.get(row, "prompt", f), f"{f}.prompt", len(prompts), "prompts")
-        c, r = response(row, "chosen", f, p), response(row, "rejected", f, p)
-        if c == r:
-            check.fail(f"{f}.rejected", "the chosen and rejected responses are the same")
-        prefs["prompt"].append(p)
-        prefs["chosen"].append(c)
-        prefs["rejected"].append(r)
-        prefs["weight"].append(check.number(row.get("weight", 1.0), f"{f}.weight", minimum=0.0))
-    check.weights(prefs["weight"], "preferences")
-    return LogLinearProblem(features, mask, sft, prefs, beta, theta_ref, _start(data, check, dim))
+    def preference_rows(raw: Any, where: str) -> dict[str, list]:
+        prefs: dict[str, list] = {"prompt": [], "chosen": [], "rejected": [], "weight": []}
+        for j, row in enumerate(check.rows(raw, where)):
+            f = f"{where}[{j}]"
+            p = check.index(check.get(row, "prompt", f), f"{f}.prompt", len(prompts), "prompts")
+            c, r = response(row, "chosen", f, p), response(row, "rejected", f, p)
+            if c == r:
+                check.fail(f"{f}.rejected", "the chosen and rejected responses are the same")
+            prefs["prompt"].append(p)
+            prefs["chosen"].append(c)
+            prefs["rejected"].append(r)
+            prefs["weight"].append(check.number(row.get("weight", 1.0), f"{f}.weight", minimum=0.0))
+        check.weights(prefs["weight"], where)
+        return prefs
+
+    if "objectives" in data:
+        return _named_loglinear(data, check, sft_rows, preference_rows,
+                                (features, mask, beta, theta_ref, dim))  # fmt: skip
+    sft = sft_rows(check.get(data, "sft", ""), "sft")
+    prefs = preference_rows(check.get(data, "preferences", ""), "preferences")
+    start = _start(data, check, dim)
+    return LogLinearProblem(features, mask, sft, prefs, beta, theta_ref, start)
+
+
+def _named_loglinear(data: dict, check: _Checker, sft_rows, preference_rows, shared: tuple):
+    """K ≥ 2 named objectives, each an SFT set or a preference set over the shared features:
+    ``{"objectives": {NAME: {"sft": [rows]}, NAME: {"preferences": [rows]}, ...}}``."""
+    named = data["objectives"]
+    if not isinstance(named, dict) or len(named) < 2:
+        check.fail("objectives", "expected an object naming two or more objectives")
+    clash = [k for k in ("sft", "preferences") if k in data]
+    if clash:
+        check.fail(clash[0], "give the data sets either at the top level or under 'objectives'")
+    sets = {}
+    for name, part in named.items():
+        where = f"objectives.{name}"
+        if not name.strip() or name != name.strip() or name == "seeds":
+            check.fail(where, "an objective's name must be a non-empty word")
+        if (
+            not isinstance(part, dict)
+            or len(part) != 1
+            or next(iter(part)) not in ("sft", "preferences")
+        ):
+            check.fail(where, 'expected {"sft": [rows]} or {"preferences": [rows]}')
+        kind, rows = next(iter(part.items()))
+        parse = sft_rows if kind == "sft" else preference_rows
+        sets[name] = (kind, parse(rows, f"{where}.{kind}"))
+    features, mask, beta, theta_ref, dim = shared
+    start = _start(data, check, dim)
+    return NamedLogLinearProblem(features, mask, sets, beta, theta_ref, start)

@@ -248,3 +248,92 @@ def _logsumexp(z: np.ndarray) -> np.ndarray:
 def _normalised(weights: np.ndarray) -> np.ndarray:
     weights = np.asarray(weights, dtype=float)
     return weights / weights.sum()
+
+
+# A data set that contributes nothing: the unused half of a one-objective LogLinearProblem.
+_NO_SFT = {"prompt": [0], "response": [0], "weight": [1.0]}
+_NO_PREFERENCES = {"prompt": [0], "chosen": [0], "rejected": [0], "weight": [1.0]}
+
+
+class NamedLogLinearProblem(Problem):
+    """The log-linear policy with K ≥ 2 named objectives over the same features, β and θ_ref:
+    each is an SFT set (f = −Σ_i w_i log π_θ(y_i|x_i)) or a preference set (DPO's loss), with
+    its weights normalised within the set. Each objective is the matching half of a
+    :class:`LogLinearProblem`, so values, gradients, Hessians, spans and constants are that
+    class's, and the two-objective problem is unchanged."""
+
+    kind = "loglinear"
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        mask: np.ndarray,
+        sets: dict[str, tuple[str, dict]],
+        beta: float,
+        theta_ref: np.ndarray,
+        start: np.ndarray | None = None,
+    ):
+        if len(sets) < 2:
+            raise ValueError("a named log-linear problem needs two or more objectives")
+        self.objectives = tuple(sets)
+        self.sets = dict(sets)
+        self.parts: dict[str, tuple[LogLinearProblem, str]] = {}
+        for name, (kind, rows) in sets.items():
+            if kind == "sft":
+                sub = LogLinearProblem(
+                    features, mask, rows, _NO_PREFERENCES, beta, theta_ref, start
+                )
+                self.parts[name] = (sub, "sft")
+            elif kind == "preferences":
+                sub = LogLinearProblem(features, mask, _NO_SFT, rows, beta, theta_ref, start)
+                self.parts[name] = (sub, "dpo")
+            else:
+                raise ValueError(f"objective {name!r}: kind must be 'sft' or 'preferences'")
+        first = self.parts[self.objectives[0]][0]
+        self.dim, self.start, self.beta = first.dim, first.start, first.beta
+        self.features, self.mask, self.theta_ref = first.features, first.mask, first.theta_ref
+
+    def _part(self, objective: str) -> tuple[LogLinearProblem, str]:
+        return self.parts[objective]
+
+    def value(self, objective: str, theta: np.ndarray) -> np.ndarray:
+        sub, part = self._part(objective)
+        return sub.value(part, theta)
+
+    def grad(self, objective: str, theta: np.ndarray) -> np.ndarray:
+        sub, part = self._part(objective)
+        return sub.grad(part, theta)
+
+    def grad_and_loss(self, objective: str, theta: np.ndarray):
+        sub, part = self._part(objective)
+        return sub.grad_and_loss(part, theta)
+
+    def hessian(self, objective: str, theta: np.ndarray) -> np.ndarray:
+        sub, part = self._part(objective)
+        return sub.hessian(part, theta)
+
+    def span(self, objective: str) -> np.ndarray:
+        sub, part = self._part(objective)
+        return sub.span(part)
+
+    def recession_rows(self, objective: str) -> np.ndarray:
+        sub, part = self._part(objective)
+        return sub.recession_rows(part)
+
+    def grad_bound(self, objective: str) -> float:
+        sub, part = self._part(objective)
+        return sub.grad_bound(part)
+
+    def smoothness(self, objective: str) -> float:
+        sub, part = self._part(objective)
+        return sub.smoothness(part)
+
+    def to_json(self) -> dict:
+        out = self.parts[self.objectives[0]][0].to_json()
+        del out["sft"], out["preferences"]
+        out["objectives"] = {}
+        for name in self.objectives:
+            sub, part = self._part(name)
+            key = "sft" if part == "sft" else "preferences"
+            out["objectives"][name] = {key: sub.to_json()[key]}
+        return out
