@@ -300,7 +300,15 @@ def test_a_stopped_toy_run_is_one_line(signum, status):
          "100000000", "--seeds", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=env,
     )  # fmt: skip
-    time.sleep(3)  # past the imports
+    # past the imports and into the run however loaded the machine is: 2 s of the process's own
+    # CPU time (its imports take about 1.3 s), not of the wall clock
+    ticks = os.sysconf("SC_CLK_TCK")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if (int(fields[11]) + int(fields[12])) / ticks >= 2.0:  # utime + stime
+            break
+        time.sleep(0.1)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert (proc.returncode, err) == (status, "toyopt: interrupted\n"), err

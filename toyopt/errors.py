@@ -56,21 +56,48 @@ class Terminated(KeyboardInterrupt):
     signum = signal.SIGTERM
 
 
-def _terminate(signum, frame) -> None:
-    raise Terminated()
+# Signals received and not yet handled. C code can swallow the exception a signal handler raises
+# (seen once in a few dozen Ctrl-Cs of a toy run, inside numpy: the run went on as if nothing
+# had happened), so the training loop also checks this record once per step (check_stops).
+_STOPS: list[int] = []
 
 
-def on_sigterm():
-    """Make SIGTERM raise :class:`Terminated` (main thread only); returns the previous handler
-    to restore, or None."""
+def _stop(signum, frame) -> None:
+    _STOPS.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def catch_stops() -> Callable[[], None]:
+    """Ctrl-C and SIGTERM raise ``KeyboardInterrupt`` / :class:`Terminated` where the program is
+    (main thread only) and are recorded for :func:`check_stops`; returns the function that puts
+    the previous handlers back. A SIGINT the process was started ignoring stays ignored."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _terminate)
+        return lambda: None
+    _STOPS.clear()
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _stop)
+
+    def restore() -> None:
+        _STOPS.clear()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
+
+
+def check_stops() -> None:
+    """Raise again the interrupt of a signal whose exception was lost (see ``_STOPS``)."""
+    if _STOPS:
+        signum = _STOPS[-1]
+        _STOPS.clear()
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def handle(prog: str, body: Callable[[], int], reduce: str = "the problem size") -> int:
     """``body()``'s status, or one line on stderr and the status of an expected failure."""
-    previous = on_sigterm()
+    restore = catch_stops()
     try:
         return body()
     except KeyboardInterrupt as err:
@@ -87,8 +114,7 @@ def handle(prog: str, body: Callable[[], int], reduce: str = "the problem size")
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        restore()
 
 
 def writable_file(path, flag: str) -> None:

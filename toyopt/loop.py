@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from toyopt.errors import check_stops
 from toyopt.rules import OBJECTIVES, Rule, State, Values, Weights
 
 
@@ -94,6 +95,7 @@ def train(
             weights, state = rule.choose(state, t, values)
             _count(counters.grad_evals, weights)
         losses = backend.step(weights, schedule(t), t)
+        check_stops()  # a Ctrl-C or SIGTERM whose exception C code swallowed during the step
         state = rule.observe(state, weights, losses)
         if on_step is not None:
             on_step(t, weights, losses, values)

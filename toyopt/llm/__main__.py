@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from toyopt.errors import memory_line, on_sigterm, oserror_line, writable_file
+from toyopt.errors import catch_stops, memory_line, oserror_line, writable_file
 from toyopt.llm.data import DataError
 from toyopt.llm.models import ModelError
 from toyopt.llm.train import Diverged, Interrupted
@@ -100,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    previous = on_sigterm()
+    restore = catch_stops()
     # under a launcher, name the process: its line may be the only trace of why the run stopped
     error = f"error (process {os.environ['RANK']})" if "RANK" in os.environ else "error"
     try:
@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; continue with --resume", file=sys.stderr)
         return 128 + getattr(err, "signum", signal.SIGINT)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        restore()
 
 
 def command(args: argparse.Namespace) -> int:
