@@ -75,7 +75,7 @@ def test_collect_only_reports_the_finished_runs_of_a_partial_study(tmp_path, cap
     assert {r["seed"] for r in rows} == {"0"}
 
 
-def test_a_later_session_trains_only_what_the_committed_results_lack(tmp_path, capsys):
+def test_a_later_checkout_trains_only_what_the_committed_results_lack(tmp_path, capsys):
     """The run directories are gone (a fresh checkout), the results files are committed."""
     import shutil
 

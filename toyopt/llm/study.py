@@ -68,7 +68,7 @@ def run_study(cfg: TrainConfig, seeds, lams, rules, results: Path | None, log=pr
               train: bool = True) -> Path:  # fmt: skip
     """Train what is missing (seed by seed, so a partial study is whole seeds first; nothing with
     ``train`` False), then write the CSV files of the finished runs into ``results`` (if given);
-    returns the output directory. Runs already in ``results`` from an earlier session (same
+    returns the output directory. Runs already in ``results`` from an earlier invocation (same
     config; their run directories gone, as on a fresh checkout) are not trained again: their rows
     are kept, and MAXRIGHT uses the seed's optima saved beside them (``optima-seed-S.json``)."""
     from toyopt.llm.sweep import sweep
@@ -88,7 +88,7 @@ def run_study(cfg: TrainConfig, seeds, lams, rules, results: Path | None, log=pr
         if saved is not None and saved.is_file() and not (seed_dir / "optima.json").is_file():
             seed_cfg = dataclasses.replace(seed_cfg, optima=str(saved))
         for lam in lams:
-            # a run of this session (its directory here) continues as usual
+            # a run of this invocation (its directory here) continues as usual
             todo = [r for r in rules if (seed, lam, r) not in done
                     or (seed_dir / f"{r}-lam{lam:g}").exists()]  # fmt: skip
             if todo:
@@ -155,7 +155,7 @@ def collect(out: Path, results: Path, cfg: TrainConfig) -> None:
             curves.append({"seed": config["seed"], "lam": lam, "rule": rule, "step": e["step"],
                            "eval_sft": e["eval_sft"], "eval_dpo": e["eval_dpo"]})  # fmt: skip
     here = {(r["seed"], r["lam"], r["rule"]) for r in runs}
-    if committed(results, cfg):  # an earlier session's rows whose run directories are gone
+    if committed(results, cfg):  # an earlier invocation's rows whose run directories are gone
         old = [
             r
             for r in read_csv(results / "runs.csv")
@@ -174,7 +174,7 @@ def collect(out: Path, results: Path, cfg: TrainConfig) -> None:
     record = {**provenance(cfg.threads or None), "config": resume_view(cfg)}
     write_csv(results / "runs.csv", RUN_FIELDS, sorted(runs, key=_order))
     write_csv(results / "curves.csv", CURVE_FIELDS, sorted(curves, key=_order))
-    for optima in out.glob("seed-*/optima.json"):  # MAXRIGHT's f* for a later session
+    for optima in out.glob("seed-*/optima.json"):  # MAXRIGHT's f* for a later invocation
         seed = optima.parent.name.split("-", 1)[1]
         write_text(results / f"optima-seed-{seed}.json", optima.read_text())
     write_text(results / "provenance.json", json.dumps(record, indent=2) + "\n")
