@@ -272,13 +272,18 @@ def run_command(args: argparse.Namespace) -> int:
             )
             + "\n",
         )
-    if args.json:
-        print(json.dumps(report))
-    else:
-        width = max(len(k) for k in report)
-        for k, v in report.items():
-            print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    _print_report(report, args.json)
     return 0
+
+
+def _print_report(report: dict, as_json: bool) -> None:
+    """The report as one JSON object, or as aligned ``name  value`` lines."""
+    if as_json:
+        print(json.dumps(report))
+        return
+    width = max(len(k) for k in report)
+    for k, v in report.items():
+        print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
 
 
 def run_weighted(args: argparse.Namespace, problem) -> int:
@@ -347,12 +352,7 @@ def run_weighted(args: argparse.Namespace, problem) -> int:
                 "steps": traj.steps.tolist(), "theta": traj.theta.tolist(),
                 "metrics": {m: [row[m] for row in per_step] for m in per_step[0]}}  # fmt: skip
         write_text(args.out, json.dumps(data) + "\n")
-    if args.json:
-        print(json.dumps(report))
-    else:
-        width = max(len(k) for k in report)
-        for k, v in report.items():
-            print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    _print_report(report, args.json)
     return 0
 
 
