@@ -89,6 +89,21 @@ def minimise(
     return theta
 
 
+def single_objective_optima(problem: Problem, names) -> dict[str, Optimum]:
+    """θ*_k nearest to the problem's start, and f*_k, for each objective named; a
+    NotAttainedError where an infimum is not attained."""
+    out = {}
+    for k in names:
+        if not is_attained(problem, k):
+            raise NotAttainedError(
+                f"the infimum of f_{k} is not attained on this problem (some direction "
+                f"decreases it forever), so f*_{k} and the gaps are undefined"
+            )
+        point = minimise(problem, {k: 1.0}, problem.start)
+        out[k] = Optimum(float(problem.value(k, point)[0]), point)
+    return out
+
+
 class Geometry:
     """Optima, front and metrics of one problem (λ-free; λ is an argument where it matters)."""
 
@@ -98,16 +113,7 @@ class Geometry:
     @cached_property
     def optima(self) -> dict[str, Optimum]:
         """θ*_k nearest to the problem's start, and f*_k, for k = sft, dpo."""
-        out = {}
-        for k in OBJECTIVES:
-            if not is_attained(self.problem, k):
-                raise NotAttainedError(
-                    f"the infimum of f_{k} is not attained on this problem (some direction "
-                    f"decreases it forever), so f*_{k} and the gaps are undefined"
-                )
-            point = minimise(self.problem, {k: 1.0}, self.problem.start)
-            out[k] = Optimum(float(self.problem.value(k, point)[0]), point)
-        return out
+        return single_objective_optima(self.problem, OBJECTIVES)
 
     @property
     def f_star(self) -> dict[str, float]:
@@ -192,16 +198,7 @@ class NamedGeometry:
 
     @cached_property
     def optima(self) -> dict[str, Optimum]:
-        out = {}
-        for k in self.problem.objectives:
-            if not is_attained(self.problem, k):
-                raise NotAttainedError(
-                    f"the infimum of f_{k} is not attained on this problem (some direction "
-                    f"decreases it forever), so f*_{k} and the gaps are undefined"
-                )
-            point = minimise(self.problem, {k: 1.0}, self.problem.start)
-            out[k] = Optimum(float(self.problem.value(k, point)[0]), point)
-        return out
+        return single_objective_optima(self.problem, self.problem.objectives)
 
     @property
     def f_star(self) -> dict[str, float]:
