@@ -12,7 +12,13 @@ import numpy as np
 from toyopt.errors import available_memory, handle, writable_file
 from toyopt.pareto import METRICS, Geometry, NamedGeometry
 from toyopt.problems import BUILTINS, get_problem
-from toyopt.rules import RULE_NAMES, SEQUENTIAL, check_weights, make_rule, make_weighted_rule
+from toyopt.rules import (
+    RULE_NAMES,
+    SEQUENTIAL,
+    make_rule,
+    make_weighted_rule,
+    weights_from_text,
+)
 from toyopt.schedules import SCHEDULES, Schedule
 from toyopt.simulate import log_spaced, simulate
 from toyopt.userinput import DuplicateKey, loads_json
@@ -83,18 +89,9 @@ def parse_optima(text: str) -> dict[str, float]:
 def parse_weights(text: str) -> dict[str, float]:
     """``sft=0.3,dpo=0.5,extra=0.2``: a weight per named objective, on the simplex."""
     try:
-        items = [item.split("=", 1) for item in text.split(",")]
-        pairs = {k.strip(): float(v) for k, v in items}
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected NAME=W,NAME=W,... (weights summing to 1), got {text!r}"
-        ) from None
-    if len(pairs) < len(items):
-        raise argparse.ArgumentTypeError(f"{text!r}: an objective is named twice")
-    try:
-        return check_weights(pairs)
+        return weights_from_text(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"--weights {text!r}: {e}") from None
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -293,6 +293,23 @@ def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+def weights_from_text(text: str) -> dict[str, float]:
+    """``sft=0.3,dpo=0.5,extra=0.2`` (the command lines' ``--weights``) as checked weights."""
+    try:
+        items = [item.split("=", 1) for item in text.split(",")]
+        pairs = {k.strip(): float(v) for k, v in items}
+    except ValueError:
+        raise ValueError(
+            f"expected NAME=W,NAME=W,... (weights summing to 1), got {text!r}"
+        ) from None
+    if len(pairs) < len(items):
+        raise ValueError(f"{text!r}: an objective is named twice")
+    try:
+        return check_weights(pairs)
+    except ValueError as e:
+        raise ValueError(f"--weights {text!r}: {e}") from None
+
+
 def one_hot_k(names: tuple[str, ...], index: np.ndarray) -> Weights:
     """Unit weight on objective ``names[index]`` in each entry of ``index``."""
     return {k: (index == i).astype(float) for i, k in enumerate(names)}

@@ -32,10 +32,11 @@ from toyopt.rules import OBJECTIVES, Weights
 LossFn = Callable[[], torch.Tensor]
 
 
-def row_weights(weights: Weights) -> dict[str, float]:
-    """The single row's weights as floats (this backend drives one run)."""
+def row_weights(weights: Weights, names=OBJECTIVES) -> dict[str, float]:
+    """The single row's weights of the objectives ``names``, as floats (this backend drives one
+    run)."""
     out = {}
-    for k in OBJECTIVES:
+    for k in names:
         w = np.asarray(weights[k]).reshape(-1)
         if w.shape != (1,):
             raise ValueError(f"the torch backend runs one seed at a time, got {w.shape[0]} rows")
@@ -82,6 +83,7 @@ class TorchBackend:
     """
 
     model: torch.nn.Module | None = None
+    objectives: tuple[str, ...] = OBJECTIVES  # their order breaks ties (see ``step``)
 
     def __init__(
         self,
@@ -94,8 +96,10 @@ class TorchBackend:
         self.optimizer = optimizer
         self.max_grad_norm = max_grad_norm
         self.engine = engine or SingleProcess()
+        if self.loss_fns and set(self.loss_fns) != set(OBJECTIVES):  # K named objectives
+            self.objectives = tuple(self.loss_fns)
         self.next_step = 0  # the step whose batches values() and step() use
-        self.last = "sft"  # objective stepped on last: values() keeps its graph
+        self.last = self.objectives[0]  # objective stepped on last: values() keeps its graph
         self._kept: tuple[int, str, torch.Tensor] | None = None
         # one backward per objective (peak memory: the larger graph), or one of the weighted sum
         # (both graphs held at once); the engine says whether the first is safe
@@ -127,22 +131,22 @@ class TorchBackend:
         return e.keeps_graph and e.num_processes * e.grad_accum == 1
 
     def values(self) -> dict[str, np.ndarray]:
-        """Both objectives at the current parameters (on the batches of the next step)."""
-        step, other = self.next_step, "dpo" if self.last == "sft" else "sft"
+        """Every objective at the current parameters (on the batches of the next step)."""
+        step, others = self.next_step, [k for k in self.objectives if k != self.last]
         local = {}
         if self.keeps_graph():
             kept = self.shares(self.last, step)[0]()
             self._kept = (step, self.last, kept)
             local[self.last] = float(kept.detach())
         with torch.no_grad():
-            for k in OBJECTIVES if not self.keeps_graph() else (other,):
+            for k in self.objectives if not self.keeps_graph() else others:
                 local[k] = float(sum(share() for share in self.shares(k, step)))
         return self.global_sum(local)
 
     def step(self, weights: Weights, lr: float, step: int) -> dict[str, np.ndarray]:
         """One optimizer step along Σ_k w_k ∇f_k, accumulated over this process's shares."""
-        w = row_weights(weights)
-        on = [k for k in OBJECTIVES if w[k] > 0]
+        w = row_weights(weights, self.objectives)
+        on = [k for k in self.objectives if w[k] > 0]
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         shares = {k: self.shares(k, step) for k in on}
@@ -168,6 +172,6 @@ class TorchBackend:
             self.engine.clip_grad_norm_(self.parameters(), self.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.last = "dpo" if w["dpo"] > w["sft"] else "sft"
+        self.last = max(self.objectives, key=w.get)  # the first of equal weights (sft for Mix)
         self.next_step = step + 1
         return self.global_sum(local)

@@ -18,12 +18,19 @@ step). With one process and no accumulation there is one share: the batch loss i
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from toyopt.llm.encode import collate
-from toyopt.llm.losses import dpo_losses, sequence_logps, token_nll
+from toyopt.llm.losses import (
+    dpo_losses,
+    preference_losses,
+    response_lengths,
+    sequence_logps,
+    token_nll,
+)
 from toyopt.rng import STREAM_BATCH, uniform
 from toyopt.torch_backend import LossFn, TorchBackend
 
@@ -62,17 +69,50 @@ def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]
     return {k: v.to(device) for k, v in batch.items()}
 
 
+@dataclass
+class Objective:
+    """What the backend needs of one objective: its kind (``sft`` or a preference loss of
+    :mod:`toyopt.llm.losses`), its training rows (interleaved chosen/rejected for pairs), its
+    batch stream, and for pairs the precomputed reference log-probs (pairs, 2), if any."""
+
+    kind: str
+    rows: Rows
+    stream: int
+    ref_logps: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class PairLoss:
+    """The settings of the preference losses (``beta``, TRL's ``label_smoothing`` and
+    ``simpo_gamma``): per-pair losses of a collated batch of interleaved pairs."""
+
+    beta: float
+    label_smoothing: float = 0.0
+    simpo_gamma: float = 0.5
+
+    def __call__(self, kind: str, policy, ref, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(pairs,) losses; ``policy``, ``ref``: (pairs, 2) summed response log-probs."""
+        if kind == "sigmoid" and not self.label_smoothing:
+            return dpo_losses(policy, ref, self.beta)  # the paper's f_dpo, as it always was
+        lengths = response_lengths(batch).view(-1, 2).to(policy.dtype)
+        return preference_losses(kind, policy, ref, lengths, beta=self.beta,
+                                 label_smoothing=self.label_smoothing,
+                                 simpo_gamma=self.simpo_gamma)  # fmt: skip
+
+
 class LMBackend(TorchBackend):
-    """SFT and DPO shares of ``model`` on the step's batches; ``ref_logps`` (pairs, 2) are the
-    precomputed reference log-probs, or ``ref_fn(batch) -> (2·pairs,)`` computes them per batch.
-    ``engine`` (default: one process) says which part of each global batch is this process's."""
+    """The shares of each objective of ``model`` on the step's batches: SFT and DPO (``sft_rows``,
+    ``pref_rows``), or the named ``objectives`` (:class:`Objective`) of a run with K sources.
+    Reference log-probs: each preference objective's ``ref_logps`` (pairs, 2) (for sft and dpo:
+    ``ref_logps``), or ``ref_fn(batch) -> (2·pairs,)`` computes them per batch. ``engine``
+    (default: one process) says which part of each global batch is this process's."""
 
     def __init__(
         self,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        sft_rows: Rows,
-        pref_rows: Rows,
+        sft_rows: Rows | None = None,
+        pref_rows: Rows | None = None,
         *,
         seed: int,
         batch_size: int,
@@ -82,13 +122,22 @@ class LMBackend(TorchBackend):
         ref_fn: Callable[[dict], torch.Tensor] | None = None,
         max_grad_norm: float | None = None,
         engine=None,
+        objectives: dict[str, Objective] | None = None,
+        pair_loss: PairLoss | None = None,
     ):
-        if (ref_logps is None) == (ref_fn is None):
+        if objectives is None:
+            objectives = {"sft": Objective("sft", sft_rows, STREAM_BATCH["sft"]),
+                          "dpo": Objective("sigmoid", pref_rows, STREAM_BATCH["dpo"], ref_logps)}  # fmt: skip
+        pairs = [o for o in objectives.values() if o.kind != "sft"]
+        if any((o.ref_logps is None) == (ref_fn is None) for o in pairs):
             raise ValueError("give exactly one of ref_logps and ref_fn")
         super().__init__({}, optimizer, max_grad_norm, engine)
-        self.model, self.sft_rows, self.pref_rows = model, sft_rows, pref_rows
-        self.seed, self.batch_size, self.beta, self.pad_id = seed, batch_size, beta, pad_id
-        self.ref_logps, self.ref_fn = ref_logps, ref_fn
+        self.model, self.by_name = model, objectives
+        self.objectives = tuple(objectives)
+        self.last = self.objectives[0]
+        self.seed, self.batch_size, self.pad_id = seed, batch_size, pad_id
+        self.pair_loss = pair_loss or PairLoss(beta)
+        self.ref_fn = ref_fn
         self.device = next(model.parameters()).device
         parts = self.engine.num_processes * self.engine.grad_accum
         if batch_size % parts:
@@ -97,32 +146,36 @@ class LMBackend(TorchBackend):
                 f" = {self.engine.num_processes} x {self.engine.grad_accum}"
             )
 
+    # the two objectives' data under their usual names
+    sft_rows = property(lambda self: self.by_name["sft"].rows)
+    pref_rows = property(lambda self: self.by_name["dpo"].rows)
+    ref_logps = property(lambda self: self.by_name["dpo"].ref_logps)
+
     def micro(self, idx: np.ndarray) -> list[np.ndarray]:
         """This process's slice of the global batch ``idx``, cut into its micro-batches."""
         e = self.engine
         return np.split(my_part(idx, e.process_index, e.num_processes), e.grad_accum)
 
     def shares(self, name: str, step: int) -> list[LossFn]:
-        if name == "sft":
-            n, stream = len(self.sft_rows), STREAM_BATCH["sft"]
-            idx = batch_indices(self.seed, step, n, self.batch_size, stream)
-            total = max(target_tokens([self.sft_rows[i] for i in idx]), 1)
-            return [lambda p=part: self.sft_share(p, total) for part in self.micro(idx)]
-        n, stream = len(self.pref_rows) // 2, STREAM_BATCH["dpo"]
-        pairs = batch_indices(self.seed, step, n, self.batch_size, stream)
-        return [lambda p=part: self.dpo_share(p) for part in self.micro(pairs)]
+        obj = self.by_name[name]
+        if obj.kind == "sft":
+            idx = batch_indices(self.seed, step, len(obj.rows), self.batch_size, obj.stream)
+            total = max(target_tokens([obj.rows[i] for i in idx]), 1)
+            return [lambda p=part: self.sft_share(obj, p, total) for part in self.micro(idx)]
+        pairs = batch_indices(self.seed, step, len(obj.rows) // 2, self.batch_size, obj.stream)
+        return [lambda p=part: self.pair_share(obj, p) for part in self.micro(pairs)]
 
-    def sft_share(self, rows: np.ndarray, total: int) -> torch.Tensor:
-        batch = collate([self.sft_rows[i] for i in rows], self.pad_id)
+    def sft_share(self, obj: Objective, rows: np.ndarray, total: int) -> torch.Tensor:
+        batch = collate([obj.rows[i] for i in rows], self.pad_id)
         nll, _ = token_nll(self.model, to_device(batch, self.device))
         return nll.sum() / total
 
-    def dpo_share(self, pairs: np.ndarray) -> torch.Tensor:
-        batch = to_device(collate(pair_rows(self.pref_rows, pairs), self.pad_id), self.device)
-        if self.ref_logps is not None:
-            ref = self.ref_logps[torch.as_tensor(pairs)].to(self.device)
+    def pair_share(self, obj: Objective, pairs: np.ndarray) -> torch.Tensor:
+        batch = to_device(collate(pair_rows(obj.rows, pairs), self.pad_id), self.device)
+        if obj.ref_logps is not None:
+            ref = obj.ref_logps[torch.as_tensor(pairs)].to(self.device)
         else:
             with torch.no_grad():
                 ref = self.ref_fn(batch).view(-1, 2)
         policy = sequence_logps(self.model, batch).view(-1, 2)
-        return dpo_losses(policy, ref, self.beta).sum() / self.batch_size
+        return self.pair_loss(obj.kind, policy, ref, batch).sum() / self.batch_size

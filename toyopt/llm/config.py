@@ -11,9 +11,11 @@ import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from toyopt.llm import objectives
+from toyopt.llm.objectives import PREFERENCE_LOSSES
 from toyopt.llm.optim import ALRIGHT_STEPS
 from toyopt.llm.tracking import parse as parse_trackers
-from toyopt.rules import RULE_NAMES, check_lam, default_switch
+from toyopt.rules import RULE_NAMES, check_lam, default_switch, weights_from_text
 from toyopt.schedules import SCHEDULES
 
 OPTIMIZERS: dict[str, str] = {
@@ -23,6 +25,8 @@ OPTIMIZERS: dict[str, str] = {
 
 
 def opt(default, help: str):
+    if isinstance(default, dict):  # a mutable default: each config gets its own
+        return field(default_factory=dict, metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -35,6 +39,16 @@ class TrainConfig:
     )
     rule: str = opt("alright", "update rule: " + ", ".join(RULE_NAMES))
     lam: float = opt(0.5, "lambda, the weight of DPO: f_mix = lam*f_dpo + (1-lam)*f_sft")
+    objectives: dict = opt(
+        {},
+        "K >= 2 data sources instead of sft and dpo: NAME=KIND:FILE, repeated (YAML: NAME: {kind,"
+        " data, eval}); KIND is sft or a preference loss (see --loss-type); rules sequential,"
+        " alright, maxright, mix; see toyopt.llm.objectives",
+    )
+    weights: dict = opt(
+        {},
+        "with --objective: a weight per objective on the simplex, e.g. chat=0.3,code=0.3,prefs=0.4",
+    )
     steps: int = opt(400, "optimizer steps: the budget of every rule")
     switch: int | None = opt(
         None, "sequential rules: step at which the second stage starts (default steps/2)"
@@ -93,7 +107,16 @@ class TrainConfig:
         "fp32, bf16 (autocast, where the hardware supports it) or auto (accelerate's setting)",
     )
     eval_batch_size: int = opt(32, "rows per forward pass in evaluation and reference scoring")
-    beta: float = opt(0.1, "DPO inverse temperature beta")
+    beta: float = opt(0.1, "DPO inverse temperature beta (of every preference loss)")
+    loss_type: str = opt(
+        "sigmoid",
+        "the preference loss of dpo, TRL's names: "
+        + "; ".join(f"{k}: {v}" for k, v in PREFERENCE_LOSSES.items()),
+    )
+    label_smoothing: float = opt(
+        0.0, "sigmoid and robust: the assumed share of flipped preference labels (TRL's)"
+    )
+    simpo_gamma: float = opt(0.5, "simpo: the target reward margin gamma (TRL's simpo_gamma)")
     max_grad_norm: float = opt(1.0, "gradient clipping threshold on the total norm (0: off)")
     weight_decay: float = opt(
         0.0, "weight decay (AdamW: decoupled, as the paper's runs; SGD: added to the gradient)"
@@ -128,7 +151,20 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """One-line errors for values no run can use (rule names are checked by make_rule)."""
         check_lam(self.lam)
-        if self.rule not in RULE_NAMES:
+        if self.loss_type not in PREFERENCE_LOSSES:
+            raise ValueError(
+                f"unknown loss_type {self.loss_type!r}; choose one of {', '.join(PREFERENCE_LOSSES)}"
+            )
+        if not 0 <= self.label_smoothing < 0.5:  # robust divides by 1 - 2 * label_smoothing
+            raise ValueError(f"label_smoothing must lie in [0, 0.5), got {self.label_smoothing}")
+        if objectives.is_k(self):
+            objectives.check(self, tuple(PREFERENCE_LOSSES))
+            if self.switch is not None:
+                raise ValueError("--switch is for two objectives: with --objective, sequential"
+                                 " trains each objective for an equal stage")  # fmt: skip
+        elif self.weights:
+            raise ValueError("--weights goes with --objective; for sft and dpo give --lam")
+        elif self.rule not in RULE_NAMES:
             raise ValueError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULE_NAMES)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(
@@ -159,15 +195,14 @@ class TrainConfig:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
         if not 0 <= self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps must lie in [0, steps), got {self.warmup_steps}")
-        switch = default_switch(self.steps) if self.switch is None else self.switch
-        stages = (switch, self.steps - switch) if self.rule.startswith("sequential") else ()
+        stages = self.stages() if self.rule.startswith("sequential") else ()
         if any(0 < n <= self.warmup_steps for n in stages):  # each stage warms up again
             raise ValueError(
                 f"warmup_steps ({self.warmup_steps}) must be shorter than each stage of"
-                f" {self.rule} ({stages[0]} and {stages[1]} steps): its schedule restarts at the"
-                " switch"
+                f" {self.rule} ({' and '.join(map(str, stages))} steps): its schedule restarts at"
+                " each switch"
             )
-        for name in ("lam", "lr", "beta", "max_grad_norm", "weight_decay"):
+        for name in ("lam", "lr", "beta", "max_grad_norm", "weight_decay", "simpo_gamma"):
             if not math.isfinite(getattr(self, name)):  # inf passes "> 0" but no run can use it
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
         if self.max_length < 2:
@@ -193,6 +228,18 @@ class TrainConfig:
         self.check_up_front()
         return self
 
+    def stages(self) -> tuple[int, ...]:
+        """The stage lengths of a sequential rule: two halves (or ``switch``) for sft and dpo,
+        equal stages for K objectives (the last one takes the remainder)."""
+        if objectives.is_k(self):
+            k = len(self.objectives)
+            return (
+                *(self.steps // k for _ in range(k - 1)),
+                self.steps - (k - 1) * (self.steps // k),
+            )
+        switch = default_switch(self.steps) if self.switch is None else self.switch
+        return (switch, self.steps - switch)
+
     def check_up_front(self) -> None:
         """What would otherwise fail only at the end of training (saving the final model) or
         deep inside a library (a file that is a directory, a model directory missing files):
@@ -202,15 +249,16 @@ class TrainConfig:
                 "--model smollm2 needs --lora: its GGUF weights cannot be saved as a full model"
                 " (with --lora the adapters are saved)"
             )
-        for name in ("sft_data", "pref_data", "sft_eval", "pref_eval"):
-            value = getattr(self, name)
-            if value and not value.startswith("hf:") and Path(value).is_dir():
-                flag = "--" + name.replace("_", "-")
-                raise ValueError(f"{flag} {value} is a directory, not a JSONL file")
+        for source in objectives.sources(self):
+            for value, flag in ((source.data, f"{source.split}-data"),
+                                (source.eval, f"{source.split}-eval")):  # fmt: skip
+                if value and not value.startswith("hf:") and Path(value).is_dir():
+                    where = f"objective {source.name}:" if objectives.is_k(self) else f"--{flag}"
+                    raise ValueError(f"{where} {value} is a directory, not a JSONL file")
         from toyopt.llm.models import check_model_dir
         from toyopt.llm.setup import read_optima
 
-        read_optima(self.optima)  # its values, now rather than when the rule is built
+        read_optima(self.optima, tuple(s.name for s in objectives.sources(self)))  # now, not later
         check_model_dir(self.model, "--model")
         if self.ref_model:
             check_model_dir(self.ref_model, "--ref-model")
@@ -233,6 +281,8 @@ def _typed(f: dataclasses.Field):
 def _coerce(name: str, value):
     """A YAML (or command-line) value as the field's type; an error names the field."""
     kind = str(FIELDS[name].type)
+    if kind == "dict":
+        return _coerce_dict(name, value)
     if name == "report_to" and isinstance(value, list):  # YAML: report_to: [tensorboard, trackio]
         value = ",".join(str(v) for v in value)
     if value is None and kind == "int | None":
@@ -252,13 +302,40 @@ def _coerce(name: str, value):
     return float(value) if kind == "float" else value
 
 
+def _coerce_dict(name: str, value) -> dict:
+    """``objectives`` from YAML (NAME: {kind, data, eval}) or ``--objective NAME=KIND:FILE``
+    options (a list); ``weights`` from YAML (NAME: W) or ``--weights NAME=W,...``."""
+    if name == "weights" and isinstance(value, str):
+        return weights_from_text(value)
+    if name == "objectives" and isinstance(value, list):
+        parsed = [objectives.parse_objective(str(v)) for v in value]
+        named = dict(parsed)
+        if len(named) < len(parsed):
+            twice = next(n for i, (n, _) in enumerate(parsed) if n in dict(parsed[:i]))
+            raise ValueError(f"--objective: {twice!r} is named twice")
+        return named
+    if not isinstance(value, dict):
+        raise ValueError(f"config field {name}: expected a mapping of name: value, got {value!r}")
+    if name == "weights":
+        for k, v in value.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"config field weights: {k}: expected a number, got {v!r}")
+        return {str(k): float(v) for k, v in value.items()}
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in value.items()}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--field-name`` option per field (booleans also get ``--no-field-name``)."""
     parser.add_argument("--config", help="YAML file of field: value pairs (overridden by options)")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {f.default})"
-        if f.type in ("bool", bool):
+        default = "none" if f.default is dataclasses.MISSING else f.default
+        help_text = f"{f.metadata['help']} (default: {default})"
+        if f.name == "objectives":  # one option per source, repeated
+            parser.add_argument("--objective", dest=f.name, action="append",
+                                default=argparse.SUPPRESS, metavar="NAME=KIND:FILE",
+                                help=f"{f.metadata['help']} (default: sft and dpo)")  # fmt: skip
+        elif f.type in ("bool", bool):
             action = argparse.BooleanOptionalAction
             parser.add_argument(
                 flag, dest=f.name, action=action, default=argparse.SUPPRESS, help=help_text
@@ -308,6 +385,8 @@ def from_sources(args: argparse.Namespace, defaults: dict | None = None) -> Trai
     values = dict(defaults or {})
     values.update(read_yaml(args.config) if getattr(args, "config", None) else {})
     values.update({k: v for k, v in vars(args).items() if k in FIELDS})
+    if values.get("objectives") and "lam" in values:
+        raise ValueError("--lam weighs dpo against sft: with --objective, give --weights")
     return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
 
 

@@ -36,7 +36,7 @@ single-process trainer; elsewhere their ``step`` raises instead of silently trai
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from toyopt.rules import OBJECTIVES
@@ -85,7 +85,7 @@ class _Wrapper:
         return self.base.param_groups
 
     def on_gradients(self, weights: dict[str, float], max_norm: float | None) -> None:
-        on = [k for k in OBJECTIVES if weights[k] > 0]
+        on = [k for k in weights if weights[k] > 0]
         self._told = on[0] if len(on) == 1 else "mix"
         self.transform(weights, max_norm)
 
@@ -112,16 +112,24 @@ class _Wrapper:
         return [p for g in self.param_groups for p in g["params"]]
 
 
-class MixClip(_Wrapper):
-    """ALRIGHT clipped by a factor common to both objectives (module docstring, ``mix-clip``)."""
+def mix_weights(lam: float | Mapping[str, float]) -> dict[str, float]:
+    """Mix's weights by objective: {sft: 1 − λ, dpo: λ} for a number λ, else the mapping (the
+    weights of K named objectives; the wrappers below carry over with Σ_k λ_k in the sums)."""
+    if isinstance(lam, Mapping):
+        return {k: float(w) for k, w in lam.items()}
+    return {"sft": 1.0 - lam, "dpo": lam}
 
-    def __init__(self, base: torch.optim.Optimizer, lam: float):
+
+class MixClip(_Wrapper):
+    """ALRIGHT clipped by a factor common to all objectives (module docstring, ``mix-clip``)."""
+
+    def __init__(self, base: torch.optim.Optimizer, lam: float | Mapping[str, float]):
         super().__init__(base)
-        self.mix = {"sft": 1.0 - lam, "dpo": lam}
+        self.mix = mix_weights(lam)
         self.norms: dict[str, float] = {}
 
     def transform(self, weights: dict[str, float], max_norm: float | None) -> None:
-        on = [k for k in OBJECTIVES if weights[k] > 0]
+        on = [k for k in weights if weights[k] > 0]
         if len(on) != 1:  # a step on both objectives is clipped as it is
             clip_(self.params(), max_norm)
             return
@@ -159,9 +167,9 @@ class MixAdam(MixClip):
     ``mix-clip``. ``base`` (an AdamW) supplies the parameter groups and hyperparameters only.
     """
 
-    def __init__(self, base: torch.optim.Optimizer, lam: float):
+    def __init__(self, base: torch.optim.Optimizer, lam: float | Mapping[str, float]):
         super().__init__(base, lam)
-        self.steps = {"all": 0, "sft": 0, "dpo": 0}
+        self.steps = {"all": 0, **dict.fromkeys(self.mix, 0)}
         self.moments: list[dict[str, torch.Tensor]] = []
 
     def step(self) -> None:
@@ -174,10 +182,10 @@ class MixAdam(MixClip):
         self.steps[told] += 1
         params = self.params()
         if not self.moments:
-            self.moments = [{k: torch.zeros_like(p) for k in ("m", *OBJECTIVES)} for p in params]
+            self.moments = [{k: torch.zeros_like(p) for k in ("m", *self.mix)} for p in params]
         group = self.param_groups[0]
         (b1, b2), eps, lr, wd = group["betas"], group["eps"], group["lr"], group["weight_decay"]
-        seen = [k for k in OBJECTIVES if self.steps[k] > 0]
+        seen = [k for k in self.mix if self.steps[k] > 0]
         for p, mom in zip(params, self.moments):
             if p.grad is None:
                 continue
@@ -199,13 +207,13 @@ class MixAdam(MixClip):
 class GradientMemory(_Wrapper):
     """ALRIGHT with a per-objective gradient memory (module docstring, ``memory``)."""
 
-    def __init__(self, base: torch.optim.Optimizer, lam: float):
+    def __init__(self, base: torch.optim.Optimizer, lam: float | Mapping[str, float]):
         super().__init__(base)
-        self.mix = {"sft": 1.0 - lam, "dpo": lam}
+        self.mix = mix_weights(lam)
         self.memory: dict[str, list[torch.Tensor]] = {}
 
     def transform(self, weights: dict[str, float], max_norm: float | None) -> None:
-        on = [k for k in OBJECTIVES if weights[k] > 0]
+        on = [k for k in weights if weights[k] > 0]
         params = self.params()
         if len(on) == 1:  # a step on both objectives needs no memory
             self.memory[on[0]] = [
@@ -229,9 +237,9 @@ class GradientMemory(_Wrapper):
 class SplitState(_Wrapper):
     """One optimizer per objective over the same parameters (module docstring, ``split-state``)."""
 
-    def __init__(self, make: Callable[[], torch.optim.Optimizer]):
-        self.by_objective = {k: make() for k in OBJECTIVES}
-        super().__init__(self.by_objective["sft"])
+    def __init__(self, make: Callable[[], torch.optim.Optimizer], names=OBJECTIVES):
+        self.by_objective = {k: make() for k in names}
+        super().__init__(self.by_objective[names[0]])
 
     def step(self) -> None:
         told = self._take()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toyopt.llm import objectives
 from toyopt.llm.checkpoint import sha256_file
 from toyopt.llm.data import DataError, load_data
 from toyopt.llm.encode import Encoded, encode_pref, encode_sft
@@ -30,31 +31,35 @@ Rows = list[tuple[list[int], list[int]]]
 
 @dataclass
 class Prepared:
-    sft_train: Rows
-    sft_eval: Rows
-    pref_train: Rows
-    pref_eval: Rows
+    """Tokenized rows by objective name (see :mod:`toyopt.llm.objectives`)."""
+
+    train: dict[str, Rows]
+    eval: dict[str, Rows]
+    kinds: dict[str, str]  # objective name -> kind (sft or a preference loss)
     notes: list[str] = field(default_factory=list)
     fingerprint: dict = field(default_factory=dict)  # per split: source, sha256, rows
 
+    # the two objectives' rows under their usual names
+    sft_train = property(lambda self: self.train["sft"])
+    sft_eval = property(lambda self: self.eval["sft"])
+    pref_train = property(lambda self: self.train["dpo"])
+    pref_eval = property(lambda self: self.eval["dpo"])
+
 
 def sources(cfg, run: Path) -> dict[str, str]:
-    """{split: source} for sft_train, sft_eval, pref_train, pref_eval ('' = split off train)."""
+    """{split: source} for each objective's ``{split}_train`` and ``{split}_eval`` ('' = split
+    off train); sft and dpo without files get the synthetic data."""
     synthetic = None
-    if not cfg.sft_data or not cfg.pref_data:
-        synthetic = make_data(run / "data", root=run)
     out = {}
-    for kind, train, held in (
-        ("sft", cfg.sft_data, cfg.sft_eval),
-        ("pref", cfg.pref_data, cfg.pref_eval),
-    ):
-        if train:
-            out[f"{kind}_train"], out[f"{kind}_eval"] = train, held
-        else:
-            if held:
-                raise DataError(f"--{kind}-eval given without --{kind}-data")
-            out[f"{kind}_train"] = str(synthetic[f"{kind}_train"])
-            out[f"{kind}_eval"] = str(synthetic[f"{kind}_eval"])
+    for src in objectives.sources(cfg):
+        if src.data:
+            out[f"{src.split}_train"], out[f"{src.split}_eval"] = src.data, src.eval
+            continue
+        if src.eval:
+            raise DataError(f"--{src.split}-eval given without --{src.split}-data")
+        synthetic = synthetic or make_data(run / "data", root=run)
+        out[f"{src.split}_train"] = str(synthetic[f"{src.split}_train"])
+        out[f"{src.split}_eval"] = str(synthetic[f"{src.split}_eval"])
     return out
 
 
@@ -81,11 +86,10 @@ def load(source: str, kind: str, cfg):
 def check_sources(cfg) -> None:
     """Read and validate the local data files named by ``cfg`` (a DataError naming file, line
     and field), before a run directory is made or a model loaded; prepare reads them again."""
-    for kind, names in (("sft", ("sft_data", "sft_eval")), ("pref", ("pref_data", "pref_eval"))):
-        for name in names:
-            source = getattr(cfg, name)
+    for src in objectives.sources(cfg):
+        for source in (src.data, src.eval):
             if source and not source.startswith("hf:"):
-                load_data(source, kind, cfg.skip_bad_rows)
+                load_data(source, src.rows, cfg.skip_bad_rows)
 
 
 def fingerprint(source: str, examples: list) -> dict:
@@ -123,39 +127,42 @@ def drop_vacuous(name: str, examples: list, enc: Encoded, cfg, notes: list[str])
 
 
 def prepare(cfg, tokenizer, run: Path) -> Prepared:
-    """Load, validate, split and tokenize the four data sets named by ``cfg``."""
+    """Load, validate, split and tokenize the training and held-out rows of every objective."""
     src = sources(cfg, run)
     notes: list[str] = []
-    examples = {}
-    for kind in ("sft", "pref"):
-        loaded = load(src[f"{kind}_train"], kind, cfg)
-        parts = [(f"{kind}_train", loaded)]
-        if src[f"{kind}_eval"]:
-            parts.append((f"{kind}_eval", load(src[f"{kind}_eval"], kind, cfg)))
-            examples[f"{kind}_train"] = loaded.examples
-            examples[f"{kind}_eval"] = parts[1][1].examples
+    examples, rows = {}, {}
+    for obj in objectives.sources(cfg):
+        name, kind = obj.split, obj.rows
+        loaded = load(src[f"{name}_train"], kind, cfg)
+        parts = [(f"{name}_train", loaded)]
+        if src[f"{name}_eval"]:
+            parts.append((f"{name}_eval", load(src[f"{name}_eval"], kind, cfg)))
+            examples[f"{name}_train"] = loaded.examples
+            examples[f"{name}_eval"] = parts[1][1].examples
         else:
-            examples[f"{kind}_train"], examples[f"{kind}_eval"] = hold_out(
+            examples[f"{name}_train"], examples[f"{name}_eval"] = hold_out(
                 loaded.examples, cfg.eval_fraction
             )
-        for name, part in parts:
+        for split, part in parts:
             if part.skipped:
                 notes.append(
-                    f"{name}: skipped {part.skipped} bad rows (first: {part.skip_messages[0]})"
+                    f"{split}: skipped {part.skipped} bad rows (first: {part.skip_messages[0]})"
                 )
-    encoded = {}
-    for name, exs in list(examples.items()):
-        encode = encode_sft if name.startswith("sft") else encode_pref
-        enc = encode(tokenizer, exs, cfg.max_length)
-        if name.startswith("pref"):
-            examples[name], enc = drop_vacuous(name, exs, enc, cfg, notes)
-        if enc.truncated:
-            notes.append(
-                f"{name}: truncated {enc.truncated} of {len(exs)} rows to {cfg.max_length} tokens"
-            )
-        encoded[name] = enc.rows
+        for split in ("train", "eval"):
+            key, exs = f"{name}_{split}", examples[f"{name}_{split}"]
+            enc = (encode_pref if obj.preference else encode_sft)(tokenizer, exs, cfg.max_length)
+            if obj.preference:
+                examples[key], enc = drop_vacuous(key, exs, enc, cfg, notes)
+            if enc.truncated:
+                notes.append(
+                    f"{key}: truncated {enc.truncated} of {len(exs)} rows to {cfg.max_length} tokens"
+                )
+            rows[obj.name, split] = enc.rows
     if cfg.max_rows:
         notes.append(f"max_rows: each data file cut to its first {cfg.max_rows} rows")
-    held = {f"{k}_eval": f"held out of {k}_train" for k in ("sft", "pref")}
-    prints = {name: fingerprint(src[name] or held[name], exs) for name, exs in examples.items()}
-    return Prepared(**encoded, notes=notes, fingerprint=prints)
+    prints = {key: fingerprint(src[key] or f"held out of {key[: -len('eval')]}train", exs)
+              for key, exs in examples.items()}  # fmt: skip
+    by = {split: {o.name: rows[o.name, split] for o in objectives.sources(cfg)}
+          for split in ("train", "eval")}  # fmt: skip
+    kinds = {o.name: o.kind for o in objectives.sources(cfg)}
+    return Prepared(by["train"], by["eval"], kinds, notes=notes, fingerprint=prints)

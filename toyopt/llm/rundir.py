@@ -176,8 +176,9 @@ def inside(p: Path, doomed: list[Path]) -> Path | None:
 def refuse_inputs_inside(cfg, doomed: list[Path], where: Path) -> None:
     """A one-line refusal if an input of ``cfg`` (data, eval files, optima, model directories)
     lies inside something ``--overwrite`` would delete; nothing deleted."""
-    for field, option in INPUTS.items():
-        value = getattr(cfg, field, "") or ""
+    named = [(spec.get(f, ""), f"objective {name}") for name, spec in
+             (getattr(cfg, "objectives", None) or {}).items() for f in ("data", "eval")]  # fmt: skip
+    for value, option in [*((getattr(cfg, f, "") or "", o) for f, o in INPUTS.items()), *named]:
         if not value or value == "zero" or not Path(value).exists():
             continue
         if inside(Path(value), doomed) is not None:

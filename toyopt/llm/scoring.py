@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from toyopt.llm.backend import my_part, pair_rows, to_device
+from toyopt.llm.backend import PairLoss, my_part, pair_rows, to_device
 from toyopt.llm.encode import collate
-from toyopt.llm.losses import dpo_losses, sequence_logps, token_nll
+from toyopt.llm.losses import sequence_logps, token_nll
 from toyopt.torch_backend import SingleProcess
 
 Rows = list[tuple[list[int], list[int]]]
@@ -53,7 +53,17 @@ def reference_fn(model, use_adapters_off: bool) -> Callable[[dict], torch.Tensor
 @torch.no_grad()
 def evaluate(model, sft_rows: Rows, pref_rows: Rows, ref: torch.Tensor, beta: float, pad_id: int,
              size: int, engine=None) -> dict[str, float]:  # fmt: skip
-    """Held-out objectives ``eval_sft`` and ``eval_dpo`` (see the module docstring).
+    """Held-out objectives ``eval_sft`` and ``eval_dpo`` (see the module docstring)."""
+    sets = {"sft": ("sft", sft_rows, None), "dpo": ("sigmoid", pref_rows, ref)}
+    return evaluate_objectives(model, sets, PairLoss(beta), pad_id, size, engine)
+
+
+@torch.no_grad()
+def evaluate_objectives(model, sets: dict, pair_loss: PairLoss, pad_id: int, size: int,
+                        engine=None) -> dict[str, float]:  # fmt: skip
+    """``eval_NAME`` of each objective NAME in ``sets`` {NAME: (kind, rows, ref (pairs, 2) or
+    None)}: SFT sets the token mean over all their response tokens, pair sets the mean loss of
+    their kind over all pairs.
 
     Each chunk of ``size`` rows (or pairs) is split over the engine's processes; every process
     runs one forward per chunk (as FSDP and DDP require; an empty part reruns the chunk's first
@@ -62,20 +72,24 @@ def evaluate(model, sft_rows: Rows, pref_rows: Rows, ref: torch.Tensor, beta: fl
     rank, world, device = engine.process_index, engine.num_processes, device_of(model)
     was_training = model.training
     model.eval()
-    sums = torch.zeros(4, dtype=torch.float64)  # nll, tokens, dpo loss sum, pairs
-    for c in chunks(sft_rows, size):
-        part = my_part(c, rank, world)
-        nll, mask = token_nll(model, to_device(collate(part or c[:1], pad_id), device))
-        if part:
-            sums[0] += float(nll.sum())
-            sums[1] += int(mask.sum())
-    for c in chunks(list(range(len(pref_rows) // 2)), size):
-        part = my_part(c, rank, world)
-        batch = collate(pair_rows(pref_rows, part or c[:1]), pad_id)
-        policy = sequence_logps(model, to_device(batch, device)).view(-1, 2)
-        if part:
-            sums[2] += float(dpo_losses(policy, ref[torch.as_tensor(part)].to(device), beta).sum())
-            sums[3] += len(part)
+    sums = torch.zeros(2 * len(sets), dtype=torch.float64)  # per set: loss sum, tokens or pairs
+    for i, (kind, rows, ref) in enumerate(sets.values()):
+        if kind == "sft":
+            for c in chunks(rows, size):
+                part = my_part(c, rank, world)
+                nll, mask = token_nll(model, to_device(collate(part or c[:1], pad_id), device))
+                if part:
+                    sums[2 * i] += float(nll.sum())
+                    sums[2 * i + 1] += int(mask.sum())
+            continue
+        for c in chunks(list(range(len(rows) // 2)), size):
+            part = my_part(c, rank, world)
+            batch = to_device(collate(pair_rows(rows, part or c[:1]), pad_id), device)
+            policy = sequence_logps(model, batch).view(-1, 2)
+            if part:
+                pair_ref = None if ref is None else ref[torch.as_tensor(part)].to(device)
+                sums[2 * i] += float(pair_loss(kind, policy, pair_ref, batch).sum())
+                sums[2 * i + 1] += len(part)
     model.train(was_training)
-    nll, tokens, dpo, n = engine.reduce_sum(sums).tolist()
-    return {"eval_sft": nll / max(tokens, 1), "eval_dpo": dpo / max(n, 1)}
+    totals = engine.reduce_sum(sums).tolist()
+    return {f"eval_{k}": totals[2 * i] / max(totals[2 * i + 1], 1) for i, k in enumerate(sets)}

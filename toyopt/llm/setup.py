@@ -10,11 +10,12 @@ from pathlib import Path
 import torch
 
 from toyopt.files import write_with
+from toyopt.llm import objectives
 from toyopt.llm.checkpoint import CorruptFile
 from toyopt.llm.models import add_lora, load_model
 from toyopt.llm.optim import GradientMemory, MixAdam, MixClip, SplitState
 from toyopt.llm.scoring import pair_logps, reference_fn
-from toyopt.rules import Rule, make_rule
+from toyopt.rules import Rule, make_rule, make_weighted_rule
 from toyopt.schedules import Restarted, Schedule
 from toyopt.userinput import loads_json
 
@@ -33,11 +34,18 @@ def build_model(cfg):
 
 @dataclass
 class Reference:
-    """Precomputed (pairs, 2) reference log-probs, or a per-batch function (train only)."""
+    """Precomputed (pairs, 2) reference log-probs of each preference objective, by name, or a
+    per-batch function (train only)."""
 
-    train: torch.Tensor | None
-    eval: torch.Tensor
+    train: dict[str, torch.Tensor] | None
+    eval: dict[str, torch.Tensor]
     fn: object | None = None
+
+
+def ref_key(split: str, name: str) -> str:
+    """The key of a preference objective's split in ``ref_logps.pt``: ``train``/``eval`` for
+    dpo, the file's keys since the two-objective trainer, ``NAME/train`` for other names."""
+    return split if name == "dpo" else f"{name}/{split}"
 
 
 def reference(cfg, model, tok, data, run: Path, device) -> Reference:
@@ -46,8 +54,11 @@ def reference(cfg, model, tok, data, run: Path, device) -> Reference:
     Precomputed once per data set and stored in ``ref_logps.pt`` (so a resumed run, whose model
     has moved, uses the same reference); with ``precompute_ref`` off the training pairs are
     scored per batch instead, by a frozen model (the adapters-off base model under LoRA) on
-    ``device``."""
+    ``device``. Every preference objective is scored, also a reference-free one (whose loss then
+    ignores them: one pass, and its evaluation rows report the same margins)."""
     path = run / "ref_logps.pt"
+    prefs = [k for k, kind in data.kinds.items() if kind != "sft"]
+    keys = [ref_key(split, k) for k in prefs for split in ("train", "eval")]
     if cfg.ref_model:
         ref_model, ref_tok = load_model(cfg.ref_model)
         if len(ref_tok) != len(tok):
@@ -62,26 +73,28 @@ def reference(cfg, model, tok, data, run: Path, device) -> Reference:
     else:
         fn = None
     if path.is_file():
-        saved = read_reference(path)
+        saved = read_reference(path, keys)
     else:
         pad, size = tok.pad_token_id, cfg.eval_batch_size
-        saved = {k: pair_logps(fn, getattr(data, f"pref_{k}"), pad, size, device)
-                 for k in ("train", "eval")}  # fmt: skip
+        splits = {"train": data.train, "eval": data.eval}
+        saved = {ref_key(split, k): pair_logps(fn, splits[split][k], pad, size, device)
+                 for k in prefs for split in ("train", "eval")}  # fmt: skip
         write_with(path, lambda tmp: torch.save(saved, tmp), root=run)  # never through a link
+    by = {split: {k: saved[ref_key(split, k)] for k in prefs} for split in ("train", "eval")}
     if cfg.precompute_ref:
-        return Reference(saved["train"], saved["eval"])
+        return Reference(by["train"], by["eval"])
     if not (cfg.ref_model or cfg.lora):  # keep a frozen copy of the starting model
         frozen = load_model(cfg.model)[0].eval().to(device)
         fn = reference_fn(frozen, use_adapters_off=False)
-    return Reference(None, saved["eval"], fn)
+    return Reference(None, by["eval"], fn)
 
 
-def read_reference(path: Path) -> dict[str, torch.Tensor]:
-    """``ref_logps.pt`` as written, or a one-line error naming it."""
+def read_reference(path: Path, keys=("train", "eval")) -> dict[str, torch.Tensor]:
+    """``ref_logps.pt`` as written (holding ``keys``), or a one-line error naming it."""
     try:
         saved = torch.load(path, weights_only=True)
-        if not all(isinstance(saved.get(k), torch.Tensor) for k in ("train", "eval")):
-            raise ValueError("not a dict of train and eval tensors")
+        if not all(isinstance(saved.get(k), torch.Tensor) for k in keys):
+            raise ValueError(f"not a dict of {', '.join(keys)} tensors")
     except Exception as err:  # torch raises several kinds for a damaged zip
         raise CorruptFile(
             f"{path}: unreadable ({str(err).splitlines()[0][:80]}); delete it to score the"
@@ -90,14 +103,15 @@ def read_reference(path: Path) -> dict[str, torch.Tensor]:
     return saved
 
 
-def read_optima(spec: str) -> dict[str, float] | None:
-    """``'zero'`` → f* = 0 for both; else a JSON file with numeric 'sft' and 'dpo' (and
-    optionally 'eval_sft', 'eval_dpo'): finite real numbers >= 0, since both objectives are
-    losses that are never negative (a negative log-likelihood and a -log sigmoid)."""
+def read_optima(spec: str, names=("sft", "dpo")) -> dict[str, float] | None:
+    """``'zero'`` → f* = 0 for every objective; else a JSON file with a number per objective
+    name, e.g. 'sft' and 'dpo' (and optionally 'eval_NAME'): finite real numbers >= 0, since every
+    objective is a loss that is never negative (a negative log-likelihood, a -log sigmoid, a
+    square, a hinge)."""
     if not spec:
         return None
     if spec == "zero":
-        return {"sft": 0.0, "dpo": 0.0}
+        return dict.fromkeys(names, 0.0)
     path = Path(spec)
     if path.is_dir():
         raise ValueError(f"--optima {path} is a directory, not an optima JSON file")
@@ -108,8 +122,9 @@ def read_optima(spec: str) -> dict[str, float] | None:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object {{'sft': f*, 'dpo': f*}}")
-    for k in ("sft", "dpo", "eval_sft", "eval_dpo"):
+        shape = ", ".join(f"'{k}': f*" for k in names)
+        raise ValueError(f"{path}: expected a JSON object {{{shape}}}")
+    for k in (*names, *(f"eval_{k}" for k in names)):
         if k not in data and k.startswith("eval_"):
             continue
         value = data.get(k)
@@ -122,12 +137,20 @@ def read_optima(spec: str) -> dict[str, float] | None:
                 f"{path}: field '{k}' is {value}, but f* is the minimum of a loss that is never"
                 " negative: give a value >= 0 (python -m toyopt.llm optima estimates it)"
             )
-    return {"sft": float(data["sft"]), "dpo": float(data["dpo"])}
+    return {k: float(data[k]) for k in names}
 
 
 def build_rule(cfg) -> Rule:
-    optima = read_optima(cfg.optima)
-    return make_rule(cfg.rule, cfg.lam, cfg.steps, cfg.switch, optima, cfg.refresh_every)
+    """``cfg.rule`` for sft and dpo at λ = ``cfg.lam``, or for the named objectives of a run
+    with K sources at ``cfg.weights`` (:func:`toyopt.rules.make_weighted_rule`)."""
+    if not objectives.is_k(cfg):
+        optima = read_optima(cfg.optima)
+        return make_rule(cfg.rule, cfg.lam, cfg.steps, cfg.switch, optima, cfg.refresh_every)
+    names = tuple(cfg.objectives)
+    return make_weighted_rule(
+        cfg.rule, {k: cfg.weights[k] for k in names}, cfg.steps, lengths=cfg.stages(),
+        optima=read_optima(cfg.optima, names), refresh_every=cfg.refresh_every,
+    )  # fmt: skip
 
 
 def base_optimizer(cfg, params: list) -> torch.optim.Optimizer:
@@ -149,13 +172,14 @@ def build_optimizer(cfg, model, prepare=None):
     base = prepare(base) if prepare else base
     if cfg.rule != "alright" or cfg.alright_step == "plain":
         return base
+    mix = objectives.weights(cfg)
     if cfg.alright_step == "memory":
-        return GradientMemory(base, cfg.lam)
+        return GradientMemory(base, mix)
     if cfg.alright_step == "mix-clip":
-        return MixClip(base, cfg.lam)
+        return MixClip(base, mix)
     if cfg.alright_step == "mix-adam":
-        return MixAdam(base, cfg.lam)
-    return SplitState(lambda: base_optimizer(cfg, params))  # a diagnostic of the local engine
+        return MixAdam(base, mix)
+    return SplitState(lambda: base_optimizer(cfg, params), tuple(mix))  # a diagnostic
 
 
 def build_schedule(cfg, rule: Rule | None = None) -> Schedule | Restarted:
@@ -173,6 +197,14 @@ def build_schedule(cfg, rule: Rule | None = None) -> Schedule | Restarted:
             )
         return Schedule(cfg.schedule, cfg.lr, steps, cfg.warmup_steps, cfg.min_lr_ratio)
 
+    lengths = getattr(rule, "lengths", None)  # K objectives in sequence: a restart per stage
+    if lengths is not None:
+        *firsts, last = lengths
+        switch = "each stage"
+        schedule = over(last)
+        for n in reversed([n for n in firsts if n > 0]):
+            schedule = Restarted(over(n), schedule, n)
+        return schedule
     switch = getattr(rule, "switch", None)
     if switch is None or not 0 < switch < cfg.steps:
         return Schedule(cfg.schedule, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)

@@ -38,13 +38,15 @@ import torch
 
 from toyopt.files import refuse_links
 from toyopt.llm import checkpoint as ckpt
+from toyopt.llm import objectives
 from toyopt.llm.accelerate_engine import AccelerateEngine
-from toyopt.llm.backend import LMBackend
+from toyopt.llm.backend import LMBackend, Objective, PairLoss
 from toyopt.llm.checkpoint import CorruptFile, MetricsLog, NullLog, write_json
 from toyopt.llm.config import TrainConfig
 from toyopt.llm.engine import LocalEngine, peak_memory, wanted
 from toyopt.llm.fingerprint import changes as input_changes
 from toyopt.llm.fingerprint import inputs as model_inputs
+from toyopt.llm.objectives import batch_stream
 from toyopt.llm.prepare import prepare
 from toyopt.llm.rundir import (
     abandon,
@@ -54,7 +56,7 @@ from toyopt.llm.rundir import (
     start_run_dir,
     write_config,
 )
-from toyopt.llm.scoring import evaluate
+from toyopt.llm.scoring import evaluate_objectives
 from toyopt.llm.setup import (
     build_model,
     build_optimizer,
@@ -65,7 +67,7 @@ from toyopt.llm.setup import (
 from toyopt.llm.tracking import Trackers
 from toyopt.llm.tracking import start as start_trackers
 from toyopt.loop import train
-from toyopt.rules import OBJECTIVES, state_from_json, state_to_json
+from toyopt.rules import state_from_json, state_to_json
 
 
 class Diverged(RuntimeError):
@@ -93,8 +95,8 @@ def step_row(t: int, weights, losses, values) -> dict:
 
 
 def objective_label(weights) -> str:
-    """ "sft" or "dpo" for a step on one objective, "mix" for a step on both."""
-    on = [k for k in OBJECTIVES if float(np.asarray(weights[k])[0]) > 0]
+    """The objective's name for a step on one objective, "mix" for a step on several."""
+    on = [k for k in weights if float(np.asarray(weights[k])[0]) > 0]
     return on[0] if len(on) == 1 else "mix"
 
 
@@ -137,11 +139,16 @@ class Run:
         )
         engine.check_alright_step(cfg)
         self.optimizer = build_optimizer(cfg, self.model, self._prepare_with_model)
+        self.pair_loss = PairLoss(cfg.beta, cfg.label_smoothing, cfg.simpo_gamma)
+        train_ref = self.ref.train or {}
+        sources = {name: Objective(kind, self.data.train[name], batch_stream(name),
+                                   train_ref.get(name))
+                   for name, kind in self.data.kinds.items()}  # fmt: skip
         self.backend = LMBackend(
-            self.model, self.optimizer, self.data.sft_train, self.data.pref_train, seed=cfg.seed,
-            batch_size=cfg.batch_size, beta=cfg.beta, pad_id=self.tok.pad_token_id,
-            ref_logps=self.ref.train, ref_fn=self.ref.fn, max_grad_norm=cfg.max_grad_norm or None,
-            engine=engine,
+            self.model, self.optimizer, seed=cfg.seed, batch_size=cfg.batch_size, beta=cfg.beta,
+            pad_id=self.tok.pad_token_id, ref_fn=self.ref.fn,
+            max_grad_norm=cfg.max_grad_norm or None, engine=engine, objectives=sources,
+            pair_loss=self.pair_loss,
         )  # fmt: skip
         self.schedule = build_schedule(cfg, self.rule)
         self.state, self.start, self.choices = self.rule.init(np.array([cfg.seed])), 0, []
@@ -219,8 +226,9 @@ class Run:
 
     def evaluation(self, s: int) -> None:
         d, c = self.data, self.cfg
-        scores = evaluate(self.model, d.sft_eval, d.pref_eval, self.ref.eval, c.beta,
-                          self.tok.pad_token_id, c.eval_batch_size, self.engine)  # fmt: skip
+        sets = {k: (kind, d.eval[k], self.ref.eval.get(k)) for k, kind in d.kinds.items()}
+        scores = evaluate_objectives(self.model, sets, self.pair_loss, self.tok.pad_token_id,
+                                     c.eval_batch_size, self.engine)  # fmt: skip
         row = {"step": s, **scores, "wall_time": time.perf_counter() - self.clock}
         self.record({**row, **peak_memory(), "processes": self.engine.num_processes})
 
@@ -329,12 +337,16 @@ def summary(run_dir: Path, cfg: TrainConfig, engine_info: dict) -> dict:
     function evaluations per step, the final held-out values and the peak memory."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "objective" in r]
+    names = [s.name for s in objectives.sources(cfg)]
     out = {"rule": cfg.rule, "lam": cfg.lam, "steps": cfg.steps}
+    if objectives.is_k(cfg):
+        out = {"rule": cfg.rule, "weights": cfg.weights, "steps": cfg.steps}
     out["train_seconds_per_step"] = float(np.mean([r["step_seconds"] for r in steps]))
-    for k in OBJECTIVES:
+    for k in names:
         out[f"grad_{k}_per_step"] = float(np.mean([f"loss_{k}" in r for r in steps]))
         out[f"func_{k}_per_step"] = float(np.mean([f"value_{k}" in r for r in steps]))
-    out.update(final=[r for r in rows if "eval_sft" in r][-1], **peak_memory(), **engine_info)
+    evals = [r for r in rows if f"eval_{names[0]}" in r]
+    out.update(final=evals[-1], **peak_memory(), **engine_info)
     return out
 
 

@@ -1,0 +1,144 @@
+"""A run's objectives: their names, kinds, data and weights.
+
+- **Two objectives** (the default, the paper's setting): ``sft`` (kind ``sft``, data
+  ``sft_data``/``sft_eval``) and ``dpo`` (kind ``loss_type``, by default DPO's ``sigmoid``; data
+  ``pref_data``/``pref_eval``), weighted 1 − λ and λ.
+- **K ≥ 2 data sources** (``objectives``, from the YAML config or ``--objective NAME=KIND:FILE``
+  on the command line): each named objective has its kind (``sft``, or a preference loss of
+  :data:`toyopt.llm.losses.PREFERENCE_LOSSES`), its training file and, optionally, its held-out
+  file; ``weights`` puts them on the simplex, f_λ = Σ_k λ_k f_k. The rules are those of
+  :func:`toyopt.rules.make_weighted_rule`: ``alright``, ``maxright``, ``mix`` and ``sequential``
+  (stages in the order the objectives are given, equal lengths).
+
+Each objective draws its batches from its own counter-based stream (:func:`batch_stream`), so
+the sources never share random numbers and the two-objective runs draw what they always drew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from toyopt.rng import STREAM_BATCH
+from toyopt.rules import check_weights
+
+SFT = "sft"
+# the preference losses, by TRL's loss_type names (toyopt.llm.losses.preference_losses)
+PREFERENCE_LOSSES: dict[str, str] = {
+    "sigmoid": "DPO, -log sigmoid(beta * margin) of the summed log-ratios (TRL's default)",
+    "ipo": "IPO, (margin - 1/(2 beta))^2 of per-token mean log-ratios",
+    "hinge": "SLiC, max(0, 1 - beta * margin)",
+    "robust": "robust DPO, unbiased under a label_smoothing share of flipped labels",
+    "simpo": "SimPO, reference-free: -log sigmoid(beta * (mean-token margin) - simpo_gamma)",
+}
+K_RULES = ("sequential", "alright", "maxright", "mix")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One objective of a run. ``split`` prefixes its data splits (``{split}_train``,
+    ``{split}_eval``): ``sft`` and ``pref`` for the two objectives (the names their files and
+    fingerprints always had), the objective's name otherwise."""
+
+    name: str
+    kind: str
+    data: str
+    eval: str
+    split: str
+
+    @property
+    def preference(self) -> bool:
+        """Whether its rows are preference pairs (any kind but ``sft``)."""
+        return self.kind != SFT
+
+    @property
+    def rows(self) -> str:
+        """The data format its file holds: ``sft`` or ``pref`` (:func:`toyopt.llm.data.load_data`)."""
+        return "pref" if self.preference else "sft"
+
+
+def is_k(cfg) -> bool:
+    """Whether ``cfg`` names its own data sources (``objectives``) instead of sft and dpo."""
+    return bool(cfg.objectives)
+
+
+def sources(cfg) -> list[Source]:
+    """The run's objectives, in the order the rules see them."""
+    if not is_k(cfg):
+        return [Source("sft", SFT, cfg.sft_data, cfg.sft_eval, "sft"),
+                Source("dpo", cfg.loss_type, cfg.pref_data, cfg.pref_eval, "pref")]  # fmt: skip
+    return [Source(name, spec["kind"], spec["data"], spec.get("eval", ""), name)
+            for name, spec in cfg.objectives.items()]  # fmt: skip
+
+
+def weights(cfg) -> dict[str, float]:
+    """λ by objective name: {sft: 1 − λ, dpo: λ}, or the config's ``weights``."""
+    if not is_k(cfg):
+        return {"sft": 1.0 - cfg.lam, "dpo": cfg.lam}
+    return dict(cfg.weights)
+
+
+def batch_stream(name: str) -> int:
+    """The counter-based stream objective ``name`` draws its batches from: sft's and dpo's as
+    always (1 and 2), any other name a 48-bit hash of it (far from the small reserved streams)."""
+    if name in STREAM_BATCH:
+        return STREAM_BATCH[name]
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return 2**16 + int.from_bytes(digest[:6], "big")
+
+
+def parse_objective(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME=KIND:FILE`` (``--objective``) as (name, {"kind": KIND, "data": FILE})."""
+    name, eq, rest = text.partition("=")
+    kind, colon, data = rest.partition(":")
+    if not (eq and colon and name.strip() and kind.strip() and data.strip()):
+        raise ValueError(
+            f"--objective {text!r}: expected NAME=KIND:FILE, e.g. chat=sft:data/chat.jsonl or"
+            " prefs=ipo:data/pairs.jsonl"
+        )
+    return name.strip(), {"kind": kind.strip(), "data": data.strip()}
+
+
+SPEC_KEYS = ("kind", "data", "eval")
+
+
+def check(cfg, kinds: tuple[str, ...]) -> None:
+    """One-line errors for a K-source config that no run can use (``kinds``: the losses)."""
+    specs = cfg.objectives
+    if not isinstance(specs, dict) or len(specs) < 2:
+        raise ValueError(f"objectives: give at least two data sources, got {specs!r}")
+    for name, spec in specs.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(
+                f"objectives: a name must be a word (letters, digits, _), got {name!r}"
+            )
+        if not isinstance(spec, dict) or set(spec) - set(SPEC_KEYS) or "data" not in spec:
+            raise ValueError(
+                f"objectives.{name}: expected {{kind: sft or a preference loss, data: FILE,"
+                f" eval: FILE (optional)}}, got {spec!r}"
+            )
+        kind = spec.get("kind")
+        if kind not in (SFT, *kinds):
+            raise ValueError(
+                f"objectives.{name}: unknown kind {kind!r}; choose sft or one of {', '.join(kinds)}"
+            )
+        if not isinstance(spec["data"], str) or not spec["data"]:
+            raise ValueError(f"objectives.{name}: data must name a training file")
+    for field in ("sft_data", "sft_eval", "pref_data", "pref_eval"):
+        if getattr(cfg, field):
+            flag = "--" + field.replace("_", "-")
+            raise ValueError(f"{flag} is for the two objectives sft and dpo: with --objective,"
+                             " each source names its own files")  # fmt: skip
+    if not cfg.weights:
+        raise ValueError(
+            f"--objective needs --weights, one per objective (e.g."
+            f" {','.join(f'{k}={1 / len(specs):.2g}' for k in specs)})"
+        )
+    if set(cfg.weights) != set(specs):
+        raise ValueError(f"--weights names {list(cfg.weights)}, the objectives are {list(specs)}")
+    check_weights(cfg.weights)
+    if cfg.rule not in K_RULES:
+        raise ValueError(
+            f"rule {cfg.rule!r} with --objective: choose one of {', '.join(K_RULES)} (sequential"
+            " trains the objectives in the order given, in equal stages)"
+        )
