@@ -14,7 +14,7 @@ from figures import build
 from toyopt.cli import OneLineParser
 from toyopt.errors import handle, writable_dir
 
-STEPS = ("toy_contours", "toy_grid", "rates", "llm", "study")
+STEPS = ("toy_contours", "toy_grid", "rates", "k3", "llm", "study")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -45,7 +45,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         nargs="+",
         choices=STEPS,
         default=list(STEPS),
-        help="draw only these steps (toy_grid = objective space and bars)",
+        help="draw only these steps (toy_grid = objective space and bars, k3 = K = 3 trade-off)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
@@ -70,6 +70,8 @@ def draw(args: argparse.Namespace) -> int:
             done += build.toy_grid(args.out, args.quick, progress)
         elif step == "rates":
             done.append(build.rates(args.out, args.quick))
+        elif step == "k3":
+            done.append(build.k3(args.out, args.quick))
         elif step == "llm":
             done += build.llm(args.out, args.llm_runs, args.optima)
         else:

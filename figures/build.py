@@ -12,6 +12,7 @@ from pathlib import Path
 
 from figures import data as toy
 from figures import (
+    k3_tradeoff,
     llm_bars,
     llm_objective_space,
     llm_runs,
@@ -55,14 +56,30 @@ def toy_grid(out: Path, quick: bool = False, progress: bool = False) -> list[Bui
 def rates(out: Path, quick: bool = False, data: dict | None = None) -> Built:
     """The rate figure from ``proofs_check.rates.rate_data`` (or from ``data`` when given)."""
     if data is None:
-        try:
-            module = importlib.import_module("proofs_check.rates")
-        except ModuleNotFoundError as e:
-            if e.name not in ("proofs_check", "proofs_check.rates"):
-                raise
+        module = _proofs_check("rates")
+        if module is None:
             return Built("rates", note="skipped: proofs_check.rates is not available")
         data = module.rate_data(problem="toy2d", lam=0.5, quick=quick)
     return Built("rates", rates_figure.render(data, out), data)
+
+
+def k3(out: Path, quick: bool = False) -> Built:
+    """The K = 3 trade-off on proofs_check's three-objective quadratic."""
+    module = _proofs_check("k_objectives")
+    if module is None:
+        return Built("k3_tradeoff", note="skipped: proofs_check.k_objectives is not available")
+    data = k3_tradeoff.toy_data(module.k3_quadratic(), k3_tradeoff.Setup.make(quick))
+    return Built("k3_tradeoff", k3_tradeoff.render(data, out), data)
+
+
+def _proofs_check(name: str):
+    """``proofs_check.NAME``, or None where the package is not installed."""
+    try:
+        return importlib.import_module(f"proofs_check.{name}")
+    except ModuleNotFoundError as e:
+        if e.name not in ("proofs_check", f"proofs_check.{name}"):
+            raise
+        return None
 
 
 def llm(out: Path, runs_dir: Path | None, optima: Path | None = None) -> list[Built]:

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from figures import build, rates, style
+from figures import build, k3_tradeoff, rates, style
 from figures.__main__ import main
 from figures.llm_runs import RunFormatError, read_run, read_runs
 from figures.synthetic_runs import MEMORY, OPTIMA, STEP_SECONDS, final_point, write_grid, write_run
 
 TOY_FIGURES = ("toy_contours", "toy_objective_space", "toy_bars")
 JOINT = ("alright", "maxright", "mix")
+K3_TOL = 0.2  # largest allowed difference of a final objective value from its target's
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def _num(v: str):
 
 
 def test_every_figure_is_written(out):
-    names = (*TOY_FIGURES, "rates", "llm_objective_space", "llm_bars")
+    names = (*TOY_FIGURES, "rates", "k3_tradeoff", "llm_objective_space", "llm_bars")
     for name in names:
         for ext in ("png", "pdf", "csv"):
             path = out / f"{name}.{ext}"
@@ -122,6 +123,54 @@ def test_bars_relations(out):
     for lam in (0.25, 0.75):
         ideal = {r: by[(lam, r)]["ideal_distance"] for r in ("sequential-dpo-sft", *JOINT)}
         assert min(ideal, key=ideal.get) == "maxright", ideal
+
+
+def test_k3_finals_lie_at_their_targets(out):
+    """K = 3 trade-off, quick budget: at every weight vector (four, unequal ones among them) the
+    mean over seeds of ALRIGHT's final objective values and Mix's final values lie within K3_TOL
+    of the weighted optimum's in every objective, MAXRIGHT's within K3_TOL of the Chebyshev
+    optimum's; the two optima are more than 3 K3_TOL apart, so a rule that ends at the other
+    target fails. Sequential ends at the last objective's optimum, far from both."""
+    finals, targets = rows(out / "k3_tradeoff.csv"), rows(out / "k3_tradeoff_targets.csv")
+    names = [k[2:] for k in finals[0] if k.startswith("f_")]
+    assert names == ["sft", "dpo", "extra"]
+
+    def weights(r):
+        return tuple(r[f"w_{k}"] for k in names)
+
+    def mean(rs):
+        assert rs
+        return np.mean([[r[f"f_{k}"] for k in names] for r in rs], axis=0)
+
+    goal = {(t["kind"], weights(t)): mean([t]) for t in targets}
+    grid = {weights(r) for r in finals}
+    assert len(grid) == 4 and any(len(set(w)) == 3 for w in grid)
+    assert len([r for r in finals if r["rule"] == "alright"]) > len(grid)  # several seeds each
+    for w in grid:
+        weighted, chebyshev = goal[("weighted", w)], goal[("chebyshev", w)]
+        assert np.abs(weighted - chebyshev).max() > 3 * K3_TOL, w
+        end = {rule: mean([r for r in finals if r["rule"] == rule and weights(r) == w])
+               for rule in ("alright", "mix", "maxright", "sequential")}  # fmt: skip
+        for rule, target in (("alright", weighted), ("mix", weighted), ("maxright", chebyshev)):
+            assert np.abs(end[rule] - target).max() < K3_TOL, (rule, w, end[rule], target)
+        assert end["sequential"][2] < 1e-3 < 3 * K3_TOL < np.abs(end["sequential"] - weighted).max()
+
+
+def test_k3_figure_from_plain_runs_without_pareto_or_targets(tmp_path):
+    """The drawing takes plain final points (e.g. held-out losses of runs on three data
+    sources); the Pareto sample and the targets may be unknown."""
+    names = ("chat", "code", "prefs")
+    finals = [
+        k3_tradeoff.Final(rule, w, (1.0 + w[0], 2.0 - w[1], 1.5), seed)
+        for rule in ("alright", "mix", "maxright", "sequential")
+        for w in ((0.5, 0.3, 0.2), (1 / 3, 1 / 3, 1 / 3))
+        for seed in range(2 if rule == "alright" else 1)
+    ]
+    data = k3_tradeoff.TradeoffData(names, finals, [], np.empty((0, 3)), np.empty((0, 3)))
+    paths = k3_tradeoff.render(data, tmp_path, "lm3")
+    assert {p.name for p in paths} >= {"lm3.png", "lm3.pdf", "lm3.csv"}
+    table = rows(tmp_path / "lm3.csv")
+    assert len(table) == len(finals) and table[0]["f_chat"] == pytest.approx(1.5)
 
 
 def test_rates_figure_shows_plateau_and_bounds(out):
