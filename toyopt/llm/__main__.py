@@ -32,6 +32,12 @@ def parser() -> argparse.ArgumentParser:
     make = sub.add_parser("make-data", help="write the synthetic SFT and preference JSONL files")
     make.add_argument("--out", required=True, help="directory for the four JSONL files")
     make.add_argument("--seed", type=int, default=0, help="seed of the synthetic rows")
+    make.add_argument(
+        "--sft-preamble",
+        default="",
+        help="text that opens every SFT completion, e.g. 'OK.': a second SFT style that"
+        " conflicts with the default one, for runs with several SFT sources (default: none)",
+    )
     train = sub.add_parser("train", help="train a model with one rule")
     add_arguments(train)
     optima = sub.add_parser("optima", help="estimate f*_sft and f*_dpo by single-objective runs")
@@ -144,7 +150,7 @@ def command(args: argparse.Namespace) -> int:
     if args.command == "make-data":
         from toyopt.llm.synthetic import make_data
 
-        for split, path in make_data(args.out, args.seed).items():
+        for split, path in make_data(args.out, args.seed, sft_preamble=args.sft_preamble).items():
             print(f"{split}: {path}")
         return 0
     if args.command == "study-report":
@@ -159,6 +165,7 @@ def command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "study":  # before the generic default output directory below
         return study_command(args)
+    from toyopt.llm import objectives
     from toyopt.llm.config import from_sources
     from toyopt.llm.prepare import check_sources
 
@@ -170,6 +177,9 @@ def command(args: argparse.Namespace) -> int:
         lams, rules = parse_lams(args.lams), parse_rules(args.rules)  # before any training
         args.rule = "mix"  # validated per run below; any valid name passes here
     cfg = from_sources(args)
+    if args.command == "sweep" and objectives.is_k(cfg):
+        raise ValueError("sweep compares rules on sft and dpo: for --objective runs, run train"
+                         " once per rule")  # fmt: skip
     if cfg.overwrite and getattr(args, "config", None):  # read already, but never deleted
         from types import SimpleNamespace
 
@@ -183,7 +193,8 @@ def command(args: argparse.Namespace) -> int:
 
             targets = overwrite_targets(cfg, lams, rules)
         else:
-            targets = [(out, "optima"), *((out / f"optima-{k}", "run") for k in ("sft", "dpo"))]
+            names = [s.name for s in objectives.sources(cfg)]
+            targets = [(out, "optima"), *((out / f"optima-{k}", "run") for k in names)]
         check_overwrite(SimpleNamespace(config=args.config), targets)
     check_sources(cfg)  # bad rows are named before a run directory is made
     if args.command == "train":
@@ -201,11 +212,13 @@ def command(args: argparse.Namespace) -> int:
 
         out = Path(cfg.output_dir)
         result = estimate(cfg, out)
-        print(f"{out / 'optima.json'}: f*_sft = {result['sft']:.4f}, f*_dpo = {result['dpo']:.4f}")
+        names = [s.name for s in objectives.sources(cfg)]
+        print(f"{out / 'optima.json'}: " + ", ".join(f"f*_{k} = {result[k]:.4f}" for k in names))
     return 0
 
 
 def study_command(args: argparse.Namespace) -> int:
+    from toyopt.llm import objectives
     from toyopt.llm.config import from_sources, read_yaml
     from toyopt.llm.prepare import check_sources
     from toyopt.llm.study import STUDY_DEFAULTS, parse_seeds, run_study
@@ -222,6 +235,9 @@ def study_command(args: argparse.Namespace) -> int:
         model = read_yaml(args.config).get("model")
     defaults = STUDY_DEFAULTS if model in (None, "smollm2") else {"progress": False}
     cfg = from_sources(args, defaults)
+    if objectives.is_k(cfg):
+        raise ValueError("study runs the paper's claims on sft and dpo: for --objective runs, run"
+                         " train once per rule")  # fmt: skip
     check_sources(cfg)
     results = args.results or Path(cfg.output_dir) / "results"
     run_study(cfg, seeds, lams, rules, results, train=not args.collect_only)

@@ -1,8 +1,9 @@
-"""Estimates of the single-objective optima f*_sft and f*_dpo that MAXRIGHT needs.
+"""Estimates of the single-objective optima f*_sft and f*_dpo (f*_k of each of K sources) that
+MAXRIGHT needs.
 
-Runs the trainer twice with the same config, once on SFT only (``sequential-sft-dpo`` with the
-switch at the end of the budget) and once on DPO only, into ``OUT/optima-sft`` and
-``OUT/optima-dpo``. f*_k is estimated as the mean training loss of objective k over the last 10 %
+Runs the trainer once per objective with the same config, on that objective only
+(``sequential-sft-dpo`` with the switch at the end of the budget, and so on), into
+``OUT/optima-sft`` and ``OUT/optima-dpo`` (``OUT/optima-NAME``). f*_k is estimated as the mean training loss of objective k over the last 10 %
 of its run's steps — the quantity (a batch loss) that MAXRIGHT compares with f*_k — and
 ``eval_k`` is the run's final held-out value (for optimality gaps on the eval sets).
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toyopt.llm import objectives
 from toyopt.llm.checkpoint import write_json
 from toyopt.llm.config import TrainConfig
 from toyopt.llm.rundir import claim
@@ -23,24 +25,32 @@ from toyopt.llm.train import run_or_reuse
 SINGLE = {"sft": "sequential-sft-dpo", "dpo": "sequential-dpo-sft"}
 
 
+def single_objective(cfg: TrainConfig) -> dict[str, dict]:
+    """{objective: the config changes that train it alone}: sft or dpo for the whole budget, or,
+    for a run with K sources, Mix with all the weight on that objective (the others are then
+    never computed)."""
+    if not objectives.is_k(cfg):
+        return {k: {"rule": rule, "switch": cfg.steps} for k, rule in SINGLE.items()}
+    names = list(cfg.objectives)
+    return {k: {"rule": "mix", "weights": {j: float(j == k) for j in names}} for k in names}
+
+
 def estimate(cfg: TrainConfig, out: Path, log=print) -> dict:
-    """Run both single-objective trainings and write ``out/optima.json``; returns its content."""
+    """Run the single-objective trainings and write ``out/optima.json``; returns its content."""
     owned = claim(str(out), "optima", resume=cfg.resume, overwrite=cfg.overwrite, inputs=cfg)
     result: dict = {}
-    for k, rule in SINGLE.items():
-        single = dataclasses.replace(
-            cfg, rule=rule, switch=cfg.steps, output_dir=str(out / f"optima-{k}"), optima=""
-        )
+    for k, changes in single_objective(cfg).items():
+        single = dataclasses.replace(cfg, **changes, output_dir=str(out / f"optima-{k}"), optima="")
         run_dir = run_or_reuse(single, log=log)
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         losses = [r[f"loss_{k}"] for r in rows if f"loss_{k}" in r]
         tail = losses[-max(1, len(losses) // 10) :]
         result[k] = float(np.mean(tail))
-        result[f"eval_{k}"] = [r for r in rows if "eval_sft" in r][-1][f"eval_{k}"]
+        result[f"eval_{k}"] = [r for r in rows if f"eval_{k}" in r][-1][f"eval_{k}"]
     result["estimated_from"] = {
         "steps": cfg.steps,
         "model": cfg.model,
-        "runs": [f"optima-{k}" for k in SINGLE],
+        "runs": [f"optima-{k}" for k in single_objective(cfg)],
     }
     write_json(out / "optima.json", result)
     owned.release()

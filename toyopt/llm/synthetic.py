@@ -47,21 +47,27 @@ def _words(seed: int, split: str, row: int) -> list[str]:
     return picks
 
 
-def make_rows(split: str, seed: int = 0, n: int | None = None) -> list[dict[str, str]]:
-    """The rows of one split (see the module docstring for the tasks)."""
+def make_rows(
+    split: str, seed: int = 0, n: int | None = None, sft_preamble: str = ""
+) -> list[dict[str, str]]:
+    """The rows of one split (see the module docstring for the tasks); ``sft_preamble`` opens
+    every SFT completion (a second SFT style: ``"OK."`` conflicts with the bare copy of the
+    default SFT set and with the preference set's ``"Sure!"``)."""
     rows = []
     for i in range(SIZES[split] if n is None else n):
         words = _words(seed, split, i)
         prompt = "Repeat: " + " ".join(words)
         copy = " ".join(words)
         if split.startswith("sft"):
-            rows.append({"prompt": prompt, "completion": copy})
+            rows.append({"prompt": prompt, "completion": f"{sft_preamble} {copy}".lstrip()})
         else:
             rows.append({"prompt": prompt, "chosen": f"{PREAMBLE} {copy}", "rejected": copy})
     return rows
 
 
-def make_data(out: str | Path, seed: int = 0, root: str | Path | None = None) -> dict[str, Path]:
+def make_data(
+    out: str | Path, seed: int = 0, root: str | Path | None = None, sft_preamble: str = ""
+) -> dict[str, Path]:
     """Write the four JSONL files under ``out``; returns {split: path}.
 
     Every target is checked before any is written (:mod:`toyopt.files`): a file there that
@@ -74,7 +80,9 @@ def make_data(out: str | Path, seed: int = 0, root: str | Path | None = None) ->
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory: choose a directory")
     texts = {
-        split: "".join(json.dumps(r) + "\n" for r in make_rows(split, seed)).encode("utf-8")
+        split: "".join(
+            json.dumps(r) + "\n" for r in make_rows(split, seed, None, sft_preamble)
+        ).encode("utf-8")
         for split in SIZES
     }
     paths = {split: out / f"{split}.jsonl" for split in SIZES}

@@ -12,7 +12,8 @@ What is logged, at the row's ``step``:
 - step rows as ``train/loss_sft``, ``train/loss_dpo``, ``train/value_*`` (MAXRIGHT), ``train/lr``,
   ``train/step_seconds``, ``train/wall_time``, and the objective the rule chose as
   ``train/on_sft`` and ``train/on_dpo`` (1 when the step took that objective's gradient; a Mix
-  step takes both);
+  step takes both); a run with K sources logs ``loss_NAME``, ``on_NAME``, ``eval/NAME`` and
+  ``gap_NAME`` per objective, and ``f_mix`` = Σ_k λ_k f_k;
 - evaluation rows as ``eval/sft``, ``eval/dpo``, ``eval/f_mix`` (λ·f_dpo + (1 − λ)·f_sft) and,
   when the run has optima (``--optima``; a sweep always has), ``eval/gap_sft``, ``eval/gap_dpo``
   and ``eval/ideal_distance`` (as the sweep's table computes them), with the memory columns;
@@ -54,31 +55,33 @@ def parse(spec: str) -> list[str]:
     return [n for n in names if n != "none"]
 
 
-def ideal_point(spec: str) -> dict[str, float] | None:
+def ideal_point(spec: str, names=("sft", "dpo")) -> dict[str, float] | None:
     """The reference point of the gaps: the optima file's held-out values (``eval_sft``,
-    ``eval_dpo``, as the sweep's table uses) where it has them, else its ``sft``/``dpo``;
-    zero for ``zero``; None without optima."""
+    ``eval_dpo``, as the sweep's table uses) where it has them, else its ``sft``/``dpo`` (for K
+    sources: per objective name); zero for ``zero``; None without optima."""
     if not spec:
         return None
     if spec == "zero":
-        return {"sft": 0.0, "dpo": 0.0}
+        return dict.fromkeys(names, 0.0)
     data = json.loads(Path(spec).read_text())
-    return {k: float(data.get(f"eval_{k}", data[k])) for k in ("sft", "dpo")}
+    return {k: float(data.get(f"eval_{k}", data[k])) for k in names}
 
 
-def scalars(row: dict, lam: float, ideal: dict[str, float] | None) -> dict[str, float]:
-    """A metrics row as tracker scalars (see the module docstring for the names)."""
+def scalars(row: dict, lam, ideal: dict[str, float] | None) -> dict[str, float]:
+    """A metrics row as tracker scalars (see the module docstring for the names); ``lam`` is λ
+    (the weight of dpo) or the weights of K named objectives."""
+    weights = lam if isinstance(lam, dict) else {"sft": 1 - lam, "dpo": lam}
     if "objective" in row:  # a step row
         out = {f"train/{k}": float(v) for k, v in row.items() if k not in ("step", "objective")}
-        out["train/on_sft"] = float(row["objective"] in ("sft", "mix"))
-        out["train/on_dpo"] = float(row["objective"] in ("dpo", "mix"))
+        for k in weights:
+            out[f"train/on_{k}"] = float(row["objective"] in (k, "mix"))
         return out
     out = {f"eval/{k.removeprefix('eval_')}": float(v) for k, v in row.items() if k != "step"}
-    out["eval/f_mix"] = lam * row["eval_dpo"] + (1 - lam) * row["eval_sft"]
+    out["eval/f_mix"] = sum(w * row[f"eval_{k}"] for k, w in reversed(weights.items()))
     if ideal is not None:
-        gaps = [row[f"eval_{k}"] - ideal[k] for k in ("sft", "dpo")]
-        out.update({"eval/gap_sft": gaps[0], "eval/gap_dpo": gaps[1]})
-        out["eval/ideal_distance"] = math.hypot(*gaps)
+        gaps = {k: row[f"eval_{k}"] - ideal[k] for k in weights}
+        out.update({f"eval/gap_{k}": g for k, g in gaps.items()})
+        out["eval/ideal_distance"] = math.hypot(*gaps.values())
     return out
 
 
@@ -133,7 +136,7 @@ KINDS = {"tensorboard": TensorBoard, "trackio": Trackio}
 class Trackers:
     """The trackers a run reports to; with none, every call does nothing."""
 
-    def __init__(self, trackers: list | None = None, lam: float = 0.5, ideal=None):
+    def __init__(self, trackers: list | None = None, lam: float | dict = 0.5, ideal=None):
         self.open, self.lam, self.ideal = list(trackers or []), lam, ideal
 
     def log(self, row: dict) -> None:
@@ -159,7 +162,10 @@ def start(cfg, run_dir: Path, step: int = 0) -> Trackers:
 
     config = {**cfg.to_dict(), "provenance": provenance(cfg.threads or None)}
     name = str(Path(cfg.output_dir))
-    opened = Trackers([], cfg.lam, ideal_point(cfg.optima))
+    from toyopt.llm import objectives
+
+    weights = objectives.weights(cfg) if objectives.is_k(cfg) else cfg.lam
+    opened = Trackers([], weights, ideal_point(cfg.optima, tuple(objectives.weights(cfg))))
     try:
         for n in names:
             opened.open.append(KINDS[n](run_dir, name, config, step))
