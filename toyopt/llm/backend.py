@@ -25,7 +25,6 @@ import torch
 
 from toyopt.llm.encode import collate
 from toyopt.llm.losses import (
-    dpo_losses,
     preference_losses,
     response_lengths,
     sequence_logps,
@@ -91,9 +90,8 @@ class PairLoss:
     simpo_gamma: float = 0.5
 
     def __call__(self, kind: str, policy, ref, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(pairs,) losses; ``policy``, ``ref``: (pairs, 2) summed response log-probs."""
-        if kind == "sigmoid" and not self.label_smoothing:
-            return dpo_losses(policy, ref, self.beta)  # the paper's f_dpo, as it always was
+        """(pairs,) losses; ``policy``, ``ref``: (pairs, 2) summed response log-probs (sigmoid:
+        :func:`toyopt.llm.losses.dpo_losses`, the paper's f_dpo)."""
         lengths = response_lengths(batch).view(-1, 2).to(policy.dtype)
         return preference_losses(kind, policy, ref, lengths, beta=self.beta,
                                  label_smoothing=self.label_smoothing,

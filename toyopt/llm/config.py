@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from toyopt.llm import objectives
-from toyopt.llm.objectives import PREFERENCE_LOSSES
+from toyopt.llm.objectives import PREFERENCE_LOSSES, SMOOTHED
 from toyopt.llm.optim import ALRIGHT_STEPS
 from toyopt.llm.tracking import parse as parse_trackers
 from toyopt.rules import RULE_NAMES, check_lam, default_switch, weights_from_text
@@ -114,7 +114,7 @@ class TrainConfig:
         + "; ".join(f"{k}: {v}" for k, v in PREFERENCE_LOSSES.items()),
     )
     label_smoothing: float = opt(
-        0.0, "sigmoid and robust: the assumed share of flipped preference labels (TRL's)"
+        0.0, "robust and simpo: the assumed share of flipped preference labels (TRL's)"
     )
     simpo_gamma: float = opt(0.5, "simpo: the target reward margin gamma (TRL's simpo_gamma)")
     max_grad_norm: float = opt(1.0, "gradient clipping threshold on the total norm (0: off)")
@@ -157,6 +157,12 @@ class TrainConfig:
             )
         if not 0 <= self.label_smoothing < 0.5:  # robust divides by 1 - 2 * label_smoothing
             raise ValueError(f"label_smoothing must lie in [0, 0.5), got {self.label_smoothing}")
+        kinds = {s.kind for s in objectives.sources(self) if s.preference}
+        if self.label_smoothing and not kinds <= SMOOTHED:  # TRL 1.16 ignores it there
+            raise ValueError(
+                f"label_smoothing is read by {' and '.join(sorted(SMOOTHED))} only, not by"
+                f" {', '.join(sorted(kinds - SMOOTHED))}"
+            )
         if objectives.is_k(self):
             objectives.check(self, tuple(PREFERENCE_LOSSES))
             if self.switch is not None:

@@ -25,12 +25,15 @@ from toyopt.rules import check_weights
 SFT = "sft"
 # the preference losses, by TRL's loss_type names (toyopt.llm.losses.preference_losses)
 PREFERENCE_LOSSES: dict[str, str] = {
-    "sigmoid": "DPO, -log sigmoid(beta * margin) of the summed log-ratios (TRL's default)",
-    "ipo": "IPO, (margin - 1/(2 beta))^2 of per-token mean log-ratios",
-    "hinge": "SLiC, max(0, 1 - beta * margin)",
-    "robust": "robust DPO, unbiased under a label_smoothing share of flipped labels",
-    "simpo": "SimPO, reference-free: -log sigmoid(beta * (mean-token margin) - simpo_gamma)",
+    "sigmoid": "DPO: -log sigmoid(beta * margin), margin of the summed log-ratios",
+    "ipo": "IPO: (margin of the per-token mean log-ratios - 1 / (2 beta))^2",
+    "hinge": "SLiC hinge: max(0, 1 - beta * margin), margin of the summed log-ratios",
+    "robust": "robust DPO: sigmoid DPO unbiased when a label is flipped with prob. label_smoothing",
+    "simpo": "SimPO, no reference: -log sigmoid(beta * margin of mean log-probs - simpo_gamma)",
 }
+REFERENCE_FREE: frozenset[str] = frozenset({"simpo"})
+LENGTH_NORMALISED: frozenset[str] = frozenset({"ipo", "simpo"})
+SMOOTHED: frozenset[str] = frozenset({"robust", "simpo"})  # the losses using label_smoothing
 K_RULES = ("sequential", "alright", "maxright", "mix")
 
 
