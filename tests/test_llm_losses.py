@@ -12,9 +12,6 @@ import torch.nn.functional as F
 from toyopt.llm.data import PrefExample, SFTExample
 from toyopt.llm.encode import IGNORE, collate, encode_pref, encode_sft, fit, prompt_text
 from toyopt.llm.losses import (
-    LENGTH_NORMALISED,
-    PREFERENCE_LOSSES,
-    REFERENCE_FREE,
     dpo_loss,
     dpo_losses,
     preference_losses,
@@ -23,6 +20,7 @@ from toyopt.llm.losses import (
     sft_loss,
 )
 from toyopt.llm.models import load_model
+from toyopt.llm.objectives import LENGTH_NORMALISED, PREFERENCE_LOSSES, REFERENCE_FREE
 from toyopt.llm.synthetic import make_rows
 
 torch.set_num_threads(1)

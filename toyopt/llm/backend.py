@@ -68,34 +68,38 @@ def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]
     return {k: v.to(device) for k, v in batch.items()}
 
 
+@dataclass(frozen=True)
+class PairLoss:
+    """A preference loss with its settings (``kind`` in TRL's names, ``beta``, TRL's
+    ``label_smoothing`` and ``simpo_gamma``): per-pair losses of a collated batch of interleaved
+    pairs."""
+
+    kind: str = "sigmoid"
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+    simpo_gamma: float = 0.5
+
+    def __call__(self, policy, ref, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(pairs,) losses; ``policy``, ``ref``: (pairs, 2) summed response log-probs (sigmoid:
+        :func:`toyopt.llm.losses.dpo_losses`, the paper's f_dpo)."""
+        lengths = response_lengths(batch).view(-1, 2).to(policy.dtype)
+        return preference_losses(self.kind, policy, ref, lengths, beta=self.beta,
+                                 label_smoothing=self.label_smoothing,
+                                 simpo_gamma=self.simpo_gamma)  # fmt: skip
+
+
 @dataclass
 class Objective:
     """What the backend needs of one objective: its kind (``sft`` or a preference loss of
     :mod:`toyopt.llm.losses`), its training rows (interleaved chosen/rejected for pairs), its
-    batch stream, and for pairs the precomputed reference log-probs (pairs, 2), if any."""
+    batch stream, for pairs the precomputed reference log-probs (pairs, 2), if any, and the
+    loss with its settings (default: the kind at the backend's β)."""
 
     kind: str
     rows: Rows
     stream: int
     ref_logps: torch.Tensor | None = None
-
-
-@dataclass(frozen=True)
-class PairLoss:
-    """The settings of the preference losses (``beta``, TRL's ``label_smoothing`` and
-    ``simpo_gamma``): per-pair losses of a collated batch of interleaved pairs."""
-
-    beta: float
-    label_smoothing: float = 0.0
-    simpo_gamma: float = 0.5
-
-    def __call__(self, kind: str, policy, ref, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(pairs,) losses; ``policy``, ``ref``: (pairs, 2) summed response log-probs (sigmoid:
-        :func:`toyopt.llm.losses.dpo_losses`, the paper's f_dpo)."""
-        lengths = response_lengths(batch).view(-1, 2).to(policy.dtype)
-        return preference_losses(kind, policy, ref, lengths, beta=self.beta,
-                                 label_smoothing=self.label_smoothing,
-                                 simpo_gamma=self.simpo_gamma)  # fmt: skip
+    loss: PairLoss | None = None
 
 
 class LMBackend(TorchBackend):
@@ -121,7 +125,6 @@ class LMBackend(TorchBackend):
         max_grad_norm: float | None = None,
         engine=None,
         objectives: dict[str, Objective] | None = None,
-        pair_loss: PairLoss | None = None,
     ):
         if objectives is None:
             objectives = {"sft": Objective("sft", sft_rows, STREAM_BATCH["sft"]),
@@ -134,7 +137,8 @@ class LMBackend(TorchBackend):
         self.objectives = tuple(objectives)
         self.last = self.objectives[0]
         self.seed, self.batch_size, self.pad_id = seed, batch_size, pad_id
-        self.pair_loss = pair_loss or PairLoss(beta)
+        for o in pairs:
+            o.loss = o.loss or PairLoss(o.kind, beta)
         self.ref_fn = ref_fn
         self.device = next(model.parameters()).device
         parts = self.engine.num_processes * self.engine.grad_accum
@@ -176,4 +180,4 @@ class LMBackend(TorchBackend):
             with torch.no_grad():
                 ref = self.ref_fn(batch).view(-1, 2)
         policy = sequence_logps(self.model, batch).view(-1, 2)
-        return self.pair_loss(obj.kind, policy, ref, batch).sum() / self.batch_size
+        return obj.loss(policy, ref, batch).sum() / self.batch_size

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from toyopt.llm import objectives
-from toyopt.llm.objectives import PREFERENCE_LOSSES, SMOOTHED
+from toyopt.llm.objectives import PREFERENCE_LOSSES
 from toyopt.llm.optim import ALRIGHT_STEPS
 from toyopt.llm.tracking import parse as parse_trackers
 from toyopt.rules import RULE_NAMES, check_lam, default_switch, weights_from_text
@@ -114,7 +114,9 @@ class TrainConfig:
         + "; ".join(f"{k}: {v}" for k, v in PREFERENCE_LOSSES.items()),
     )
     label_smoothing: float = opt(
-        0.0, "robust and simpo: the assumed share of flipped preference labels (TRL's)"
+        0.0,
+        "robust and simpo: the assumed share of flipped preference labels (TRL's); a source of"
+        " --objective may set its own beta, label_smoothing, simpo_gamma in the YAML config",
     )
     simpo_gamma: float = opt(0.5, "simpo: the target reward margin gamma (TRL's simpo_gamma)")
     max_grad_norm: float = opt(1.0, "gradient clipping threshold on the total norm (0: off)")
@@ -154,14 +156,6 @@ class TrainConfig:
         if self.loss_type not in PREFERENCE_LOSSES:
             raise ValueError(
                 f"unknown loss_type {self.loss_type!r}; choose one of {', '.join(PREFERENCE_LOSSES)}"
-            )
-        if not 0 <= self.label_smoothing < 0.5:  # robust divides by 1 - 2 * label_smoothing
-            raise ValueError(f"label_smoothing must lie in [0, 0.5), got {self.label_smoothing}")
-        kinds = {s.kind for s in objectives.sources(self) if s.preference}
-        if self.label_smoothing and not kinds <= SMOOTHED:  # TRL 1.16 ignores it there
-            raise ValueError(
-                f"label_smoothing is read by {' and '.join(sorted(SMOOTHED))} only, not by"
-                f" {', '.join(sorted(kinds - SMOOTHED))}"
             )
         if objectives.is_k(self):
             objectives.check(self, tuple(PREFERENCE_LOSSES))
@@ -211,6 +205,7 @@ class TrainConfig:
         for name in ("lam", "lr", "beta", "max_grad_norm", "weight_decay", "simpo_gamma"):
             if not math.isfinite(getattr(self, name)):  # inf passes "> 0" but no run can use it
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
+        objectives.check_losses(self)
         if self.max_length < 2:
             raise ValueError(f"max_length must be at least 2 tokens, got {self.max_length}")
         if not 0 <= self.seed < 2**63:  # seeds are int64 in the rule state
@@ -391,7 +386,10 @@ def from_sources(args: argparse.Namespace, defaults: dict | None = None) -> Trai
     values = dict(defaults or {})
     values.update(read_yaml(args.config) if getattr(args, "config", None) else {})
     values.update({k: v for k, v in vars(args).items() if k in FIELDS})
-    if values.get("objectives") and "lam" in values:
+    default_lam = FIELDS["lam"].default  # a saved config.yaml holds it: no choice made there
+    if values.get("objectives") and (
+        "lam" in vars(args) or values.get("lam", default_lam) != default_lam
+    ):
         raise ValueError("--lam weighs dpo against sft: with --objective, give --weights")
     return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
 

@@ -17,6 +17,7 @@ the sources never share random numbers and the two-objective runs draw what they
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 from toyopt.rng import STREAM_BATCH
@@ -48,6 +49,7 @@ class Source:
     data: str
     eval: str
     split: str
+    settings: tuple[tuple[str, float], ...] = ()  # its own beta, label_smoothing, simpo_gamma
 
     @property
     def preference(self) -> bool:
@@ -70,8 +72,40 @@ def sources(cfg) -> list[Source]:
     if not is_k(cfg):
         return [Source("sft", SFT, cfg.sft_data, cfg.sft_eval, "sft"),
                 Source("dpo", cfg.loss_type, cfg.pref_data, cfg.pref_eval, "pref")]  # fmt: skip
-    return [Source(name, spec["kind"], spec["data"], spec.get("eval", ""), name)
+    return [Source(name, spec["kind"], spec["data"], spec.get("eval", ""), name,
+                   tuple((k, spec[k]) for k in LOSS_KEYS if k in spec))
             for name, spec in cfg.objectives.items()]  # fmt: skip
+
+
+def loss_settings(cfg, source: Source) -> dict[str, float]:
+    """The preference loss settings of ``source``: the config's, or its own where it gives them."""
+    return {k: float(dict(source.settings).get(k, getattr(cfg, k))) for k in LOSS_KEYS}
+
+
+def check_losses(cfg) -> None:
+    """Each preference objective's settings, in one line naming it: β > 0, label_smoothing in
+    [0, 1/2) and read by its loss (TRL 1.16 reads it in robust and simpo only, and ignores it
+    elsewhere: a value that would be ignored is refused), finite numbers."""
+    for src in sources(cfg):
+        if not src.preference:
+            continue
+        where = f"objective {src.name}: " if is_k(cfg) else ""
+        for k, v in src.settings:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{where}{k} must be a number, got {v!r}")
+        got = loss_settings(cfg, src)
+        if not all(math.isfinite(v) for v in got.values()):
+            raise ValueError(f"{where}the loss settings must be finite, got {got}")
+        if not got["beta"] > 0:
+            raise ValueError(f"{where}beta must be positive, got {got['beta']}")
+        eps = got["label_smoothing"]
+        if not 0 <= eps < 0.5:  # robust divides by 1 - 2 * label_smoothing
+            raise ValueError(f"{where}label_smoothing must lie in [0, 0.5), got {eps}")
+        if eps and src.kind not in SMOOTHED:
+            raise ValueError(
+                f"{where}label_smoothing is read by {' and '.join(sorted(SMOOTHED))} only, not"
+                f" by {src.kind}"
+            )
 
 
 def weights(cfg) -> dict[str, float]:
@@ -102,7 +136,8 @@ def parse_objective(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), {"kind": kind.strip(), "data": data.strip()}
 
 
-SPEC_KEYS = ("kind", "data", "eval")
+LOSS_KEYS = ("beta", "label_smoothing", "simpo_gamma")
+SPEC_KEYS = ("kind", "data", "eval", *LOSS_KEYS)
 
 
 def check(cfg, kinds: tuple[str, ...]) -> None:
@@ -117,8 +152,8 @@ def check(cfg, kinds: tuple[str, ...]) -> None:
             )
         if not isinstance(spec, dict) or set(spec) - set(SPEC_KEYS) or "data" not in spec:
             raise ValueError(
-                f"objectives.{name}: expected {{kind: sft or a preference loss, data: FILE,"
-                f" eval: FILE (optional)}}, got {spec!r}"
+                f"objectives.{name}: expected {{kind: sft or a preference loss, data: FILE, and"
+                f" optionally eval: FILE, {', '.join(LOSS_KEYS)}}}, got {spec!r}"
             )
         kind = spec.get("kind")
         if kind not in (SFT, *kinds):

@@ -54,16 +54,15 @@ def reference_fn(model, use_adapters_off: bool) -> Callable[[dict], torch.Tensor
 def evaluate(model, sft_rows: Rows, pref_rows: Rows, ref: torch.Tensor, beta: float, pad_id: int,
              size: int, engine=None) -> dict[str, float]:  # fmt: skip
     """Held-out objectives ``eval_sft`` and ``eval_dpo`` (see the module docstring)."""
-    sets = {"sft": ("sft", sft_rows, None), "dpo": ("sigmoid", pref_rows, ref)}
-    return evaluate_objectives(model, sets, PairLoss(beta), pad_id, size, engine)
+    sets = {"sft": (sft_rows, None, None), "dpo": (pref_rows, ref, PairLoss("sigmoid", beta))}
+    return evaluate_objectives(model, sets, pad_id, size, engine)
 
 
 @torch.no_grad()
-def evaluate_objectives(model, sets: dict, pair_loss: PairLoss, pad_id: int, size: int,
-                        engine=None) -> dict[str, float]:  # fmt: skip
-    """``eval_NAME`` of each objective NAME in ``sets`` {NAME: (kind, rows, ref (pairs, 2) or
-    None)}: SFT sets the token mean over all their response tokens, pair sets the mean loss of
-    their kind over all pairs.
+def evaluate_objectives(model, sets: dict, pad_id: int, size: int, engine=None) -> dict[str, float]:
+    """``eval_NAME`` of each objective NAME in ``sets`` {NAME: (rows, ref, loss)}: an SFT set
+    (loss None) the token mean over all its response tokens, a pair set the mean of its
+    :class:`toyopt.llm.backend.PairLoss` over all pairs (ref: (pairs, 2) or None).
 
     Each chunk of ``size`` rows (or pairs) is split over the engine's processes; every process
     runs one forward per chunk (as FSDP and DDP require; an empty part reruns the chunk's first
@@ -73,8 +72,8 @@ def evaluate_objectives(model, sets: dict, pair_loss: PairLoss, pad_id: int, siz
     was_training = model.training
     model.eval()
     sums = torch.zeros(2 * len(sets), dtype=torch.float64)  # per set: loss sum, tokens or pairs
-    for i, (kind, rows, ref) in enumerate(sets.values()):
-        if kind == "sft":
+    for i, (rows, ref, loss) in enumerate(sets.values()):
+        if loss is None:
             for c in chunks(rows, size):
                 part = my_part(c, rank, world)
                 nll, mask = token_nll(model, to_device(collate(part or c[:1], pad_id), device))
@@ -88,7 +87,7 @@ def evaluate_objectives(model, sets: dict, pair_loss: PairLoss, pad_id: int, siz
             policy = sequence_logps(model, batch).view(-1, 2)
             if part:
                 pair_ref = None if ref is None else ref[torch.as_tensor(part)].to(device)
-                sums[2 * i] += float(pair_loss(kind, policy, pair_ref, batch).sum())
+                sums[2 * i] += float(loss(policy, pair_ref, batch).sum())
                 sums[2 * i + 1] += len(part)
     model.train(was_training)
     totals = engine.reduce_sum(sums).tolist()

@@ -139,16 +139,16 @@ class Run:
         )
         engine.check_alright_step(cfg)
         self.optimizer = build_optimizer(cfg, self.model, self._prepare_with_model)
-        self.pair_loss = PairLoss(cfg.beta, cfg.label_smoothing, cfg.simpo_gamma)
+        self.losses = {s.name: PairLoss(s.kind, **objectives.loss_settings(cfg, s))
+                       for s in objectives.sources(cfg) if s.preference}  # fmt: skip
         train_ref = self.ref.train or {}
         sources = {name: Objective(kind, self.data.train[name], batch_stream(name),
-                                   train_ref.get(name))
+                                   train_ref.get(name), self.losses.get(name))
                    for name, kind in self.data.kinds.items()}  # fmt: skip
         self.backend = LMBackend(
             self.model, self.optimizer, seed=cfg.seed, batch_size=cfg.batch_size, beta=cfg.beta,
             pad_id=self.tok.pad_token_id, ref_fn=self.ref.fn,
             max_grad_norm=cfg.max_grad_norm or None, engine=engine, objectives=sources,
-            pair_loss=self.pair_loss,
         )  # fmt: skip
         self.schedule = build_schedule(cfg, self.rule)
         self.state, self.start, self.choices = self.rule.init(np.array([cfg.seed])), 0, []
@@ -226,9 +226,9 @@ class Run:
 
     def evaluation(self, s: int) -> None:
         d, c = self.data, self.cfg
-        sets = {k: (kind, d.eval[k], self.ref.eval.get(k)) for k, kind in d.kinds.items()}
-        scores = evaluate_objectives(self.model, sets, self.pair_loss, self.tok.pad_token_id,
-                                     c.eval_batch_size, self.engine)  # fmt: skip
+        sets = {k: (d.eval[k], self.ref.eval.get(k), self.losses.get(k)) for k in d.kinds}
+        scores = evaluate_objectives(self.model, sets, self.tok.pad_token_id, c.eval_batch_size,
+                                     self.engine)  # fmt: skip
         row = {"step": s, **scores, "wall_time": time.perf_counter() - self.clock}
         self.record({**row, **peak_memory(), "processes": self.engine.num_processes})
 
