@@ -155,6 +155,13 @@ def test_optima_trains_each_source_alone(tmp_path, data, capsys):
     for k in WEIGHTS:  # each single run stepped on its own objective only
         rows = steps_of(tmp_path / "optima" / f"optima-{k}")
         assert {r["objective"] for r in rows} == {k}
+    optima = tmp_path / "optima" / "optima.json"  # MAXRIGHT reads the file and compares
+    out = run(k_config(tmp_path, data, "mr", rule="maxright", optima=str(optima), steps=4),
+              log=lambda s: None)  # fmt: skip
+    assert json.loads((out / "optima.json").read_text()) == {k: result[k] for k in WEIGHTS}
+    for r in steps_of(out):
+        gaps = {k: w * (r[f"value_{k}"] - result[k]) for k, w in WEIGHTS.items()}
+        assert r["objective"] == max(gaps, key=gaps.get)
 
 
 def test_each_source_draws_from_its_own_stream():

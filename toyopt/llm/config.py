@@ -25,8 +25,6 @@ OPTIMIZERS: dict[str, str] = {
 
 
 def opt(default, help: str):
-    if isinstance(default, dict):  # a mutable default: each config gets its own
-        return field(default_factory=dict, metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -39,14 +37,14 @@ class TrainConfig:
     )
     rule: str = opt("alright", "update rule: " + ", ".join(RULE_NAMES))
     lam: float = opt(0.5, "lambda, the weight of DPO: f_mix = lam*f_dpo + (1-lam)*f_sft")
-    objectives: dict = opt(
-        {},
+    objectives: dict | None = opt(
+        None,
         "K >= 2 data sources instead of sft and dpo: NAME=KIND:FILE, repeated (YAML: NAME: {kind,"
         " data, eval}); KIND is sft or a preference loss (see --loss-type); rules sequential,"
         " alright, maxright, mix; see toyopt.llm.objectives",
     )
-    weights: dict = opt(
-        {},
+    weights: dict | None = opt(
+        None,
         "with --objective: a weight per objective on the simplex, e.g. chat=0.3,code=0.3,prefs=0.4",
     )
     steps: int = opt(400, "optimizer steps: the budget of every rule")
@@ -259,7 +257,7 @@ class TrainConfig:
         from toyopt.llm.models import check_model_dir
         from toyopt.llm.setup import read_optima
 
-        read_optima(self.optima, tuple(s.name for s in objectives.sources(self)))  # now, not later
+        read_optima(self.optima, objectives.names(self))  # its values now, not later
         check_model_dir(self.model, "--model")
         if self.ref_model:
             check_model_dir(self.ref_model, "--ref-model")
@@ -282,8 +280,8 @@ def _typed(f: dataclasses.Field):
 def _coerce(name: str, value):
     """A YAML (or command-line) value as the field's type; an error names the field."""
     kind = str(FIELDS[name].type)
-    if kind == "dict":
-        return _coerce_dict(name, value)
+    if kind == "dict | None":
+        return None if value is None else _coerce_dict(name, value)
     if name == "report_to" and isinstance(value, list):  # YAML: report_to: [tensorboard, trackio]
         value = ",".join(str(v) for v in value)
     if value is None and kind == "int | None":
@@ -330,8 +328,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file of field: value pairs (overridden by options)")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = "none" if f.default is dataclasses.MISSING else f.default
-        help_text = f"{f.metadata['help']} (default: {default})"
+        help_text = f"{f.metadata['help']} (default: {f.default})"
         if f.name == "objectives":  # one option per source, repeated
             parser.add_argument("--objective", dest=f.name, action="append",
                                 default=argparse.SUPPRESS, metavar="NAME=KIND:FILE",

@@ -108,6 +108,11 @@ def check_losses(cfg) -> None:
             )
 
 
+def names(cfg) -> tuple[str, ...]:
+    """The run's objective names, in order."""
+    return tuple(cfg.objectives) if is_k(cfg) else ("sft", "dpo")
+
+
 def weights(cfg) -> dict[str, float]:
     """λ by objective name: {sft: 1 − λ, dpo: λ}, or the config's ``weights``."""
     if not is_k(cfg):

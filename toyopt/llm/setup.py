@@ -146,7 +146,7 @@ def build_rule(cfg) -> Rule:
     if not objectives.is_k(cfg):
         optima = read_optima(cfg.optima)
         return make_rule(cfg.rule, cfg.lam, cfg.steps, cfg.switch, optima, cfg.refresh_every)
-    names = tuple(cfg.objectives)
+    names = objectives.names(cfg)
     return make_weighted_rule(
         cfg.rule, {k: cfg.weights[k] for k in names}, cfg.steps, lengths=cfg.stages(),
         optima=read_optima(cfg.optima, names), refresh_every=cfg.refresh_every,

@@ -165,7 +165,7 @@ def start(cfg, run_dir: Path, step: int = 0) -> Trackers:
     from toyopt.llm import objectives
 
     weights = objectives.weights(cfg) if objectives.is_k(cfg) else cfg.lam
-    opened = Trackers([], weights, ideal_point(cfg.optima, tuple(objectives.weights(cfg))))
+    opened = Trackers([], weights, ideal_point(cfg.optima, objectives.names(cfg)))
     try:
         for n in names:
             opened.open.append(KINDS[n](run_dir, name, config, step))
