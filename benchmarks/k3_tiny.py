@@ -55,6 +55,35 @@ def row(rule: str, weights: dict[str, float], final: dict, args) -> dict:
             "steps": args.steps}  # fmt: skip
 
 
+def report(results: Path) -> str:
+    """A Markdown table per run: f_λ = Σ λ_k f_k and the Chebyshev gap max_k λ_k (f_k − f*_k) of
+    the held-out losses (f*_k: the held-out loss of source k trained alone), each rule's ratio to
+    Mix's f_λ and to the smallest Chebyshev gap at the same weights."""
+    with open(results / "finals.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["rule"] != "alone"]
+    star = json.loads((results / "optima.json").read_text())
+    out = [
+        "| weights λ ("
+        + ", ".join(NAMES)
+        + ") | rule | "
+        + " | ".join(NAMES)
+        + " | f_λ | f_λ ÷ Mix | Chebyshev gap | ÷ smallest |",
+        "|---" * (len(NAMES) + 6) + "|",
+    ]
+    for w in dict.fromkeys(tuple(float(r[f"w_{k}"]) for k in NAMES) for r in rows):
+        group = [r for r in rows if tuple(float(r[f"w_{k}"]) for k in NAMES) == w]
+        f_lam = {r["rule"]: sum(x * float(r[f"eval_{k}"]) for x, k in zip(w, NAMES)) for r in group}
+        cheb = {r["rule"]: max(x * (float(r[f"eval_{k}"]) - star[f"eval_{k}"])
+                               for x, k in zip(w, NAMES)) for r in group}  # fmt: skip
+        for r in group:
+            rule = r["rule"]
+            out.append(f"| ({', '.join(f'{x:.2g}' for x in w)}) | {rule} | "
+                       + " | ".join(f"{float(r[f'eval_{k}']):.3f}" for k in NAMES)
+                       + f" | {f_lam[rule]:.3f} | {f_lam[rule] / f_lam['mix']:.2f} |"
+                       f" {cheb[rule]:.3f} | {cheb[rule] / min(cheb.values()):.2f} |")  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.k3_tiny", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -62,7 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=None, help="where finals.csv goes (default OUT)")
     p.add_argument("--steps", type=int, default=400, help="optimizer steps of every run")
     p.add_argument("--seed", type=int, default=0, help="training seed of every run")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="print the table of RESULTS (finals.csv, optima.json) instead of training",
+    )
     args = p.parse_args(argv)
+    if args.report:
+        print(report(args.report), end="")
+        return 0
     results = args.results or args.out
     base = base_config(args.out, args.steps, args.seed)
     optima = estimate(base, args.out / "optima", log=print)

@@ -18,7 +18,7 @@ after a warm-up. Peak memory is the process's resident-set high-water mark in tr
 when training starts, see benchmarks/memory.py; the model, optimizer, data and the libraries'
 imports included) and its growth over the RSS when training starts.
 
-TRL needs ``pip install trl`` (a benchmark-only dependency); without it the TRL rows are skipped
+TRL needs ``pip install trl`` (the dev and bench extras); without it the TRL rows are skipped
 and the table says so.
 """
 

@@ -41,6 +41,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         " (skipped without)",
     )
     p.add_argument(
+        "--k3-results",
+        type=Path,
+        default=None,
+        help="results directory of python -m benchmarks.k3_tiny (finals.csv): the K = 3 trade-off"
+        " of the tiny model (skipped without; docs/k3-tiny holds the committed one)",
+    )
+    p.add_argument(
         "--only",
         nargs="+",
         choices=STEPS,
@@ -72,6 +79,7 @@ def draw(args: argparse.Namespace) -> int:
             done.append(build.rates(args.out, args.quick))
         elif step == "k3":
             done.append(build.k3(args.out, args.quick))
+            done.append(build.k3_llm(args.out, args.k3_results))
         elif step == "llm":
             done += build.llm(args.out, args.llm_runs, args.optima)
         else:

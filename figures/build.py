@@ -72,6 +72,14 @@ def k3(out: Path, quick: bool = False) -> Built:
     return Built("k3_tradeoff", k3_tradeoff.render(data, out), data)
 
 
+def k3_llm(out: Path, results: Path | None) -> Built:
+    """The K = 3 trade-off of the tiny model from ``benchmarks/k3_tiny.py``'s finals.csv."""
+    if results is None:
+        return Built("k3_tradeoff_tiny", note="skipped: no --k3-results")
+    data = k3_tradeoff.llm_data(results)
+    return Built("k3_tradeoff_tiny", k3_tradeoff.render(data, out, "k3_tradeoff_tiny"), data)
+
+
 def _proofs_check(name: str):
     """``proofs_check.NAME``, or None where the package is not installed."""
     try:

@@ -16,7 +16,7 @@ single runs scatter (faint dots), their mean (marker) lies at the weighted optim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
@@ -65,6 +65,7 @@ class TradeoffData:
     pareto_weights: np.ndarray  # (n, K) the weights each was computed at
     setting: str = ""
     axis: str = r"$f_{{\rm {}}}$"  # axis label, formatted with the objective's name
+    corners: list[tuple[float, ...]] = field(default_factory=list)  # each objective trained alone
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,35 @@ def toy_data(problem: QuadraticProblem, setup: Setup) -> TradeoffData:
     return TradeoffData(names, finals, targets, pareto, grid, setting)
 
 
+def llm_data(results: Path) -> TradeoffData:
+    """The runs of ``benchmarks/k3_tiny.py`` from ``RESULTS/finals.csv``: final held-out losses
+    of each rule at each weight vector, and each source trained alone (the corners). No exact
+    Pareto set or targets exist for a language model: the figure shows where the rules land."""
+    import csv
+
+    path = Path(results) / "finals.csv"
+    if not path.is_file():
+        raise ValueError(f"--k3-results {results}: no finals.csv (python -m benchmarks.k3_tiny)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = tuple(k.removeprefix("eval_") for k in rows[0] if k.startswith("eval_"))
+    finals, corners = [], []
+    for r in rows:
+        point = tuple(float(r[f"eval_{k}"]) for k in names)
+        if r["rule"] == "alone":
+            corners.append(point)
+        else:
+            weights = tuple(round(float(r[f"w_{k}"]), 6) for k in names)
+            finals.append(Final(r["rule"], weights, point, int(r["seed"])))
+    steps = rows[0]["steps"]
+    setting = (
+        f"tiny model, three sources ({', '.join(names)}), {steps} steps each, held-out losses;"
+        f" sequential: {' → '.join(names)} in equal thirds"
+    )
+    empty = np.empty((0, len(names)))
+    return TradeoffData(names, finals, [], empty, empty, setting, corners=corners)
+
+
 def _weight_text(w: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{x:.2g}" for x in w) + ")"
 
@@ -128,6 +158,8 @@ def plot(data: TradeoffData):
         for t in data.targets:
             ax.plot(t.point[a], t.point[b], marker.get(t.weights, "o"), ms=12, mfc="none",
                     mec=TARGETS[t.kind][0], mew=1.1, zorder=3)  # fmt: skip
+        for c in data.corners:
+            ax.plot(c[a], c[b], "x", ms=7, mew=1.4, color="black", zorder=3)
         for rule in sorted({f.rule for f in data.finals}, key=lambda r: -SIZES.get(r, 6)):
             for w, m in marker.items():
                 pts = np.array([f.point for f in data.finals if f.rule == rule and f.weights == w])
@@ -148,6 +180,9 @@ def plot(data: TradeoffData):
     handles += [Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec=c, mew=1.1, label=text)
                 for kind, (c, text) in TARGETS.items()
                 if any(t.kind == kind for t in data.targets)]  # fmt: skip
+    if data.corners:
+        handles.append(Line2D([], [], ls="", marker="x", mew=1.4, color="black",
+                              label="each objective alone"))  # fmt: skip
     if len(data.pareto):
         handles.append(Line2D([], [], ls="", marker=".", color="0.75", label="Pareto set"))
         handles.append(Line2D([], [], color="0.3", lw=1, label="front of the pair (3rd λ = 0)"))
@@ -182,7 +217,8 @@ def tables(data: TradeoffData) -> dict[str, list[dict]]:
     targets = [{"kind": t.kind, **cols("w", t.weights), **cols("f", t.point)}
                for t in data.targets]  # fmt: skip
     pareto = [{**cols("w", w), **cols("f", f)} for w, f in zip(data.pareto_weights, data.pareto)]
-    return {"": finals, "targets": targets, "pareto": pareto}
+    corners = [cols("f", c) for c in data.corners]
+    return {"": finals, "targets": targets, "pareto": pareto, "corners": corners}
 
 
 def render(data: TradeoffData, out_dir: Path, name: str = "k3_tradeoff") -> list[Path]:

@@ -108,7 +108,7 @@ def train(spec: Spec) -> Result:
         done = trainer.train()
         rows = [json.loads(s) for s in (done / "metrics.jsonl").read_text().splitlines()]
         d = trainer.data  # the objectives the rules optimise: the training set's
-        fit = evaluate(trainer.model, d.sft_train, d.pref_train, trainer.ref.train, cfg.beta,
+        fit = evaluate(trainer.model, d.sft_train, d.pref_train, trainer.ref.train["dpo"], cfg.beta,
                        trainer.tok.pad_token_id, cfg.eval_batch_size)  # fmt: skip
     evals = {r["step"]: (r["eval_sft"], r["eval_dpo"]) for r in rows if "eval_sft" in r}
     tails = {

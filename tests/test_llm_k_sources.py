@@ -218,3 +218,36 @@ def test_the_config_round_trips_through_its_saved_yaml(tmp_path, data):
     saved.write_text(yaml.safe_dump(cfg.to_dict()))
     again = from_sources(type("Args", (), {"config": str(saved)})())
     assert dataclasses.asdict(again) == dataclasses.asdict(cfg)
+
+
+def docs_blocks(kind: str) -> list[str]:
+    """The ``kind`` code blocks of docs/llm-training.md's section on several data sources."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "llm-training.md").read_text()
+    section = text.split("## Other preference losses and several data sources")[1].split("\n## ")[0]
+    return [b.split("\n", 1)[1] for b in section.split("```")[1::2] if b.startswith(kind)]
+
+
+def test_the_documented_three_source_example_runs(tmp_path, monkeypatch):
+    """The docs' commands, as written, in a fresh directory (a short budget added to train)."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    (commands,) = docs_blocks("bash")
+    for line in commands.replace("\\\n", " ").splitlines():
+        args = shlex.split(line.split("#")[0])[3:]  # python -m toyopt.llm ...
+        if args[0] == "train":
+            args += ["--steps", "3", "--max-rows", "40", "--no-progress", "--max-length", "32"]
+        assert main(args) == 0
+    assert {"eval_copy", "eval_ok", "eval_prefs"} <= set(rows_of(tmp_path / "runs" / "three")[-1])
+    (block,) = docs_blocks("yaml")
+    import yaml
+
+    spec = yaml.safe_load(block)
+    spec["optima"] = "zero"  # the documented file is made by the optima command
+    (tmp_path / "three.yaml").write_text(yaml.safe_dump(spec))
+    from toyopt.llm.config import from_sources
+
+    cfg = from_sources(type("Args", (), {"config": str(tmp_path / "three.yaml")})())
+    assert cfg.objectives["prefs"]["beta"] == 2.0 and cfg.weights["prefs"] == 0.5

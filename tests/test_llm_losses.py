@@ -314,8 +314,8 @@ def cpo_features(prompt, chosen, rejected) -> dict:
 
 @pytest.mark.parametrize("kind, kw", CASES, ids=CASE_IDS)
 def test_trl_computes_the_same_losses_on_the_same_tokens(tiny, pairs, kind, kw):
-    """TRL 1.16's own trainers agree with ours on the same token ids and weights. Runs where trl
-    is installed (pip install -e ".[bench]"); skipped elsewhere (CI does not install trl)."""
+    """TRL 1.16's own trainers agree with ours on the same token ids and weights. trl is in the
+    dev extra (CI installs it); skipped where it is not installed."""
     pytest.importorskip("trl", minversion="1.16")
     theirs = trl_losses(pairs, kind, kw)
     assert ours(tiny, pairs, kind, kw).tolist() == pytest.approx(theirs, rel=1e-5, abs=1e-7)
