@@ -22,8 +22,8 @@ from proofs_check.llm import chebyshev
 RULES = ("sequential-sft-dpo", "sequential-dpo-sft", "alright", "maxright", "mix")
 
 
-def score(run: Path, tok) -> dict[str, dict[str, float]]:
-    """{'train': {...}, 'eval': {...}} objectives of the run's final model."""
+def score(run: Path, tok, model=None) -> dict[str, dict[str, float]]:
+    """{'train': {...}, 'eval': {...}} objectives of the run's final model (or of ``model``)."""
     from transformers import AutoModelForCausalLM
 
     from toyopt.llm.config import TrainConfig
@@ -34,7 +34,7 @@ def score(run: Path, tok) -> dict[str, dict[str, float]]:
     cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
     data = prepare(cfg, tok, run)
     ref = read_reference(run / "ref_logps.pt")
-    model = AutoModelForCausalLM.from_pretrained(run / "final").eval()
+    model = model or AutoModelForCausalLM.from_pretrained(run / "final").eval()
     out = {}
     for split in ("train", "eval"):
         sft, pref = getattr(data, f"sft_{split}"), getattr(data, f"pref_{split}")

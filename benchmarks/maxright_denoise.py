@@ -1,0 +1,84 @@
+"""A diagnostic: does the noise of MAXRIGHT's comparisons (the two weighted gaps of one 8-row batch
+each) keep it from its target at large λ (docs/tiny-targets.md)? MAXRIGHT with less noisy values
+to compare, the step itself unchanged (the step's own batch, one gradient). ``MAXRIGHT_DENOISE``:
+
+- ``ema:B`` (default ``ema:0.9``): an exponential moving average, factor B, of each objective's
+  batch values (bias-corrected as Adam's moments), compared instead of the batch values; free.
+- ``batch:N``: both values on an N-row batch (N pairs for DPO) drawn from the training set at each
+  step, instead of the step's 8 rows; N/8 times the forward passes of a value refresh.
+
+Runs ``toyopt-llm`` with every argument passed through, MAXRIGHT replaced by this variant; the
+other rules are unchanged. For example::
+
+    MAXRIGHT_DENOISE=ema:0.9 python -m benchmarks.maxright_denoise train --model tiny \\
+        --rule maxright --lam 0.9 --seed 1 --optima runs/exp-plain/seed-1/optima.json \\
+        --eval-every 100 --output-dir runs/exp-ema/seed-1/maxright-lam0.9
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import toyopt.llm.setup as setup
+import toyopt.llm.train as train
+from toyopt.llm.__main__ import main
+from toyopt.llm.backend import LMBackend, batch_indices, target_tokens
+from toyopt.rng import STREAM_BATCH
+from toyopt.rules import OBJECTIVES, MaxRight, larger_gap, weighted_gaps
+
+KIND, _, ARG = os.environ.get("MAXRIGHT_DENOISE", "ema:0.9").partition(":")
+if KIND not in ("ema", "batch"):
+    raise SystemExit(f"MAXRIGHT_DENOISE={KIND}:{ARG}: give ema:B or batch:N")
+BETA = float(ARG) if KIND == "ema" else 0.0
+WIDE = int(ARG) if KIND == "batch" else 0
+
+
+@dataclass(frozen=True)
+class EmaMaxRight(MaxRight):
+    """MAXRIGHT on bias-corrected moving averages (factor BETA) of the batch values."""
+
+    def init(self, seeds):
+        state = super().init(seeds)
+        zero = np.zeros(state["seeds"].shape)
+        return {**state, "n": zero, **{f"ema_{k}": zero for k in OBJECTIVES}}
+
+    def choose(self, state, step, values):
+        if values is None:
+            raise ValueError("MAXRIGHT needs both objective values at every step")
+        n = state["n"] + 1
+        ema = {k: BETA * state[f"ema_{k}"] + (1 - BETA) * np.asarray(values[k]) for k in OBJECTIVES}
+        mean = {k: ema[k] / (1 - BETA**n) for k in OBJECTIVES}
+        weights = larger_gap(self.lam, weighted_gaps(self.lam, self.optima, mean))
+        return weights, {**state, "n": n, **{f"ema_{k}": ema[k] for k in OBJECTIVES}}
+
+
+class WideValues(LMBackend):
+    """``values()`` on WIDE rows (pairs) of the training set drawn at each step (one process)."""
+
+    def values(self):
+        step = self.next_step
+        rows = batch_indices(self.seed, step, len(self.sft_rows), WIDE, STREAM_BATCH["sft"])
+        pairs = batch_indices(self.seed, step, len(self.pref_rows) // 2, WIDE, STREAM_BATCH["dpo"])
+        total = max(target_tokens([self.sft_rows[i] for i in rows]), 1)
+        with torch.no_grad():
+            sft = float(self.sft_share(rows, total))
+            dpo = float(self.dpo_share(pairs)) * self.batch_size / WIDE
+        return {"sft": np.array([sft]), "dpo": np.array([dpo])}
+
+
+def build_rule(cfg):
+    rule = setup.build_rule(cfg)
+    return EmaMaxRight(rule.lam, rule.optima) if cfg.rule == "maxright" else rule
+
+
+if __name__ == "__main__":
+    if KIND == "ema":
+        train.build_rule = build_rule  # the trainer's own name for it
+    else:
+        train.LMBackend = WideValues  # only MAXRIGHT asks for values
+    sys.exit(main(sys.argv[1:]))
