@@ -6,10 +6,12 @@ vectors of the toy figure (figures/k3_tradeoff.py), plus each source alone (the 
 needs, and the corners of the trade-off).
 
 Resumable run by run (killed, the same command continues; finished runs are kept). Writes
-``RESULTS/finals.csv`` (each run's final held-out losses) and ``RESULTS/optima.json``, from which
-``python -m figures --only k3 --k3-results RESULTS`` draws the figure without retraining::
+``RESULTS/finals.csv`` (each run's final held-out losses, the sources alone included), from which
+``python -m figures --only k3 --k3-results RESULTS`` draws the figure and ``--report RESULTS``
+prints the table, without retraining::
 
     python -m benchmarks.k3_tiny --out runs/k3-tiny --results docs/k3-tiny
+    python -m benchmarks.k3_tiny --report docs/k3-tiny
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ NAMES = ("copy", "ok", "prefs")
 FIELDS = ("rule", *(f"w_{k}" for k in NAMES), *(f"eval_{k}" for k in NAMES), "seed", "steps")
 
 
-def base_config(out: Path, steps: int, seed: int) -> TrainConfig:
+def base_config(data: Path, steps: int, seed: int) -> TrainConfig:
     """Every run's config: the trainer's defaults on the tiny model, three sources."""
-    plain = make_data(out / "data" / "plain", root=out)
-    ok = make_data(out / "data" / "ok", seed=1, root=out, sft_preamble="OK.")
+    plain = make_data(data / "plain", root=data.parent)
+    ok = make_data(data / "ok", seed=1, root=data.parent, sft_preamble="OK.")
     sources = {"copy": {"kind": "sft", "data": str(plain["sft_train"])},
                "ok": {"kind": "sft", "data": str(ok["sft_train"])},
                "prefs": {"kind": "sigmoid", "data": str(plain["pref_train"])}}  # fmt: skip
@@ -48,40 +50,77 @@ def label(weights: tuple[float, ...]) -> str:
     return "-".join(f"{w:.2f}" for w in weights)
 
 
-def row(rule: str, weights: dict[str, float], final: dict, args) -> dict:
+def row(rule: str, weights: dict[str, float], final: dict, seed: int, steps: int) -> dict:
     """A line of finals.csv: the run's rule, weights and final held-out losses."""
     return {"rule": rule, **{f"w_{k}": weights[k] for k in NAMES},
-            **{f"eval_{k}": final[f"eval_{k}"] for k in NAMES}, "seed": args.seed,
-            "steps": args.steps}  # fmt: skip
+            **{f"eval_{k}": final[f"eval_{k}"] for k in NAMES}, "seed": seed,
+            "steps": steps}  # fmt: skip
+
+
+def train_seed(out: Path, data: Path, steps: int, seed: int) -> list[dict]:
+    """Each source alone, then every rule at every weight vector, with one training seed."""
+    base = base_config(data, steps, seed)
+    estimate(base, out / "optima", log=print)
+    rows = []
+    for k in NAMES:  # each source alone: the corners of the trade-off
+        final = json.loads((out / "optima" / f"optima-{k}" / "summary.json").read_text())
+        rows.append(row("alone", {j: float(j == k) for j in NAMES}, final["final"], seed, steps))
+    for w in WEIGHTS:
+        weights = dict(zip(NAMES, w))
+        for rule in RULES:
+            cfg = dataclasses.replace(base, rule=rule, weights=weights,
+                                      optima=str(out / "optima" / "optima.json"),
+                                      output_dir=str(out / f"{rule}-{label(w)}"))  # fmt: skip
+            final = json.loads((run_or_reuse(cfg, log=print) / "summary.json").read_text())
+            rows.append(row(rule, weights, final["final"], seed, steps))
+            evals = ", ".join(f"{k} {rows[-1][f'eval_{k}']:.3f}" for k in NAMES)
+            print(f"seed {seed} {rule:<10} {label(w)}: {evals}")
+    return rows
+
+
+def parse_seeds(text: str) -> list[int]:
+    return [int(s) for s in text.split(",")]
 
 
 def report(results: Path) -> str:
-    """A Markdown table per run: f_λ = Σ λ_k f_k and the Chebyshev gap max_k λ_k (f_k − f*_k) of
-    the held-out losses (f*_k: the held-out loss of source k trained alone), each rule's ratio to
-    Mix's f_λ and to the smallest Chebyshev gap at the same weights."""
+    """A Markdown table per weight vector and rule, over the seeds: the mean held-out losses,
+    f_λ = Σ_k λ_k f_k ÷ Mix's, and the Chebyshev gap max_k λ_k (f_k − f*_k) ÷ the smallest of the
+    rules' (f*_k: the held-out loss of source k trained alone with the same seed), each as the
+    range over seeds."""
     with open(results / "finals.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["rule"] != "alone"]
-    star = json.loads((results / "optima.json").read_text())
-    out = [
-        "| weights λ ("
-        + ", ".join(NAMES)
-        + ") | rule | "
-        + " | ".join(NAMES)
-        + " | f_λ | f_λ ÷ Mix | Chebyshev gap | ÷ smallest |",
-        "|---" * (len(NAMES) + 6) + "|",
-    ]
-    for w in dict.fromkeys(tuple(float(r[f"w_{k}"]) for k in NAMES) for r in rows):
-        group = [r for r in rows if tuple(float(r[f"w_{k}"]) for k in NAMES) == w]
-        f_lam = {r["rule"]: sum(x * float(r[f"eval_{k}"]) for x, k in zip(w, NAMES)) for r in group}
-        cheb = {r["rule"]: max(x * (float(r[f"eval_{k}"]) - star[f"eval_{k}"])
-                               for x, k in zip(w, NAMES)) for r in group}  # fmt: skip
-        for r in group:
-            rule = r["rule"]
+        rows = list(csv.DictReader(f))
+    seeds = sorted({r["seed"] for r in rows})
+    star = {s: {k: float(r[f"eval_{k}"]) for r in rows if r["seed"] == s and r["rule"] == "alone"
+                for k in NAMES if float(r[f"w_{k}"]) == 1.0} for s in seeds}  # fmt: skip
+    runs = [r for r in rows if r["rule"] != "alone"]
+    head = f"| weights λ ({', '.join(NAMES)}) | rule | " + " | ".join(NAMES)
+    out = [head + " | f_λ ÷ Mix | Chebyshev gap ÷ smallest |", "|---" * (len(NAMES) + 4) + "|"]
+    for w in dict.fromkeys(tuple(float(r[f"w_{k}"]) for k in NAMES) for r in runs):
+        f_lam, cheb, losses = {}, {}, {}
+        for s in seeds:
+            group = [r for r in runs if r["seed"] == s and weights_of(r) == w]
+            f = {r["rule"]: sum(x * float(r[f"eval_{k}"]) for x, k in zip(w, NAMES)) for r in group}
+            c = {r["rule"]: max(x * (float(r[f"eval_{k}"]) - star[s][k]) for x, k in zip(w, NAMES))
+                 for r in group}  # fmt: skip
+            for r in group:
+                f_lam.setdefault(r["rule"], []).append(f[r["rule"]] / f["mix"])
+                cheb.setdefault(r["rule"], []).append(c[r["rule"]] / min(c.values()))
+                losses.setdefault(r["rule"], []).append([float(r[f"eval_{k}"]) for k in NAMES])
+        for rule in RULES:
+            mean = [sum(v) / len(v) for v in zip(*losses[rule])]
             out.append(f"| ({', '.join(f'{x:.2g}' for x in w)}) | {rule} | "
-                       + " | ".join(f"{float(r[f'eval_{k}']):.3f}" for k in NAMES)
-                       + f" | {f_lam[rule]:.3f} | {f_lam[rule] / f_lam['mix']:.2f} |"
-                       f" {cheb[rule]:.3f} | {cheb[rule] / min(cheb.values()):.2f} |")  # fmt: skip
-    return "\n".join(out) + "\n"
+                       + " | ".join(f"{m:.3f}" for m in mean)
+                       + f" | {spread(f_lam[rule])} | {spread(cheb[rule])} |")  # fmt: skip
+    return "\n".join(out) + f"\n\n{len(seeds)} seeds ({', '.join(seeds)}); ranges over seeds.\n"
+
+
+def weights_of(r: dict) -> tuple[float, ...]:
+    return tuple(float(r[f"w_{k}"]) for k in NAMES)
+
+
+def spread(values: list[float]) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.2f}" if round(lo, 2) == round(hi, 2) else f"{lo:.2f}–{hi:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,46 +129,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/k3-tiny"), help="run directories")
     p.add_argument("--results", type=Path, default=None, help="where finals.csv goes (default OUT)")
     p.add_argument("--steps", type=int, default=400, help="optimizer steps of every run")
-    p.add_argument("--seed", type=int, default=0, help="training seed of every run")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds, a comma list")
     p.add_argument(
         "--report",
         type=Path,
         default=None,
-        help="print the table of RESULTS (finals.csv, optima.json) instead of training",
+        help="print the table of RESULTS (finals.csv) instead of training",
     )
     args = p.parse_args(argv)
     if args.report:
         print(report(args.report), end="")
         return 0
     results = args.results or args.out
-    base = base_config(args.out, args.steps, args.seed)
-    optima = estimate(base, args.out / "optima", log=print)
-    optima_file = args.out / "optima" / "optima.json"
     rows = []
-    for k in NAMES:  # each source alone: the corners of the trade-off
-        final = json.loads((args.out / "optima" / f"optima-{k}" / "summary.json").read_text())
-        rows.append(row("alone", {j: float(j == k) for j in NAMES}, final["final"], args))
-    for w in WEIGHTS:
-        weights = dict(zip(NAMES, w))
-        for rule in RULES:
-            cfg = dataclasses.replace(base, rule=rule, weights=weights, optima=str(optima_file),
-                                      output_dir=str(args.out / f"{rule}-{label(w)}"))  # fmt: skip
-            done = run_or_reuse(cfg, log=print)
-            rows.append(
-                row(rule, weights, json.loads((done / "summary.json").read_text())["final"], args)
-            )
-            print(
-                f"{rule:<10} {label(w)}: "
-                + ", ".join(f"{k} {rows[-1][f'eval_{k}']:.3f}" for k in NAMES)
-            )
+    for seed in parse_seeds(args.seeds):
+        rows += train_seed(args.out / f"seed-{seed}", args.out / "data", args.steps, seed)
     results.mkdir(parents=True, exist_ok=True)
     text = io.StringIO()
     writer = csv.DictWriter(text, FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     files.write_text(results / "finals.csv", text.getvalue(), root=results)
-    files.write_text(results / "optima.json", optima_file.read_text(), root=results)
-    print(f"{results / 'finals.csv'}: {len(rows)} runs; optima {optima}")
+    print(f"{results / 'finals.csv'}: {len(rows)} runs")
     return 0
 
 

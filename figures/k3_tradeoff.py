@@ -24,6 +24,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from figures import style
+from figures.llm_study import plain_log_ticks
 from toyopt.problems import QuadraticProblem
 from toyopt.rules import make_weighted_rule
 from toyopt.schedules import Schedule
@@ -66,6 +67,7 @@ class TradeoffData:
     setting: str = ""
     axis: str = r"$f_{{\rm {}}}$"  # axis label, formatted with the objective's name
     corners: list[tuple[float, ...]] = field(default_factory=list)  # each objective trained alone
+    log: bool = False  # log axes (losses spanning decades)
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def llm_data(results: Path) -> TradeoffData:
         f" sequential: {' → '.join(names)} in equal thirds"
     )
     empty = np.empty((0, len(names)))
-    return TradeoffData(names, finals, [], empty, empty, setting, corners=corners)
+    return TradeoffData(names, finals, [], empty, empty, setting, corners=corners, log=True)
 
 
 def _weight_text(w: tuple[float, ...]) -> str:
@@ -171,6 +173,10 @@ def plot(data: TradeoffData):
                 mean = pts.mean(axis=0)
                 ax.plot(mean[a], mean[b], m, ms=SIZES.get(rule, 6), color=style.color(rule),
                         mec="black", mew=0.4, zorder=4)  # fmt: skip
+        if data.log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            plain_log_ticks(ax)
         ax.set_xlabel(data.axis.format(data.names[a]))
         ax.set_ylabel(data.axis.format(data.names[b]))
     rules = [r for r in RULES if any(f.rule == r for f in data.finals)]

@@ -50,7 +50,7 @@ def objective_space(rows: list[dict], curves: list[dict], star: dict[str, float]
         ax.axvline(star["sft"], color="black", ls="--", lw=0.5)
         ax.axhline(star["dpo"], color="black", ls="--", lw=0.5)
         ax.set(xscale="log", yscale="log", title=f"λ = {lam:g}", xlabel="held-out SFT loss")
-        _plain_ticks(ax)
+        plain_log_ticks(ax)
     axes[0][0].set_ylabel("held-out DPO loss")
     handles, names = axes[0][0].get_legend_handles_labels()
     order = sorted(range(len(names)), key=lambda i: _rank(names[i]))
@@ -58,7 +58,7 @@ def objective_space(rows: list[dict], curves: list[dict], star: dict[str, float]
     return fig
 
 
-def _plain_ticks(ax) -> None:
+def plain_log_ticks(ax) -> None:
     """Log axes labelled 0.5, 1, 2 rather than 5×10⁻¹; the minor ticks are labelled only on an
     axis spanning less than about a decade and a half (more would print labels over each other)."""
     for axis in (ax.xaxis, ax.yaxis):

@@ -316,6 +316,21 @@ def one_hot_k(names: tuple[str, ...], index: np.ndarray) -> Weights:
 
 
 @dataclass(frozen=True)
+class _Weighted:
+    """The weights of a K-objective rule, checked to lie on the simplex; they name (and order)
+    its objectives."""
+
+    weights: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", check_weights(self.weights))
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return tuple(self.weights)
+
+
+@dataclass(frozen=True)
 class KSequential(_OpenLoop):
     """Train on ``order[0]`` for ``lengths[0]`` steps, then on ``order[1]`` for ``lengths[1]``
     steps, and so on; steps past the last stage stay on its objective. Each stage forgets the
@@ -347,7 +362,7 @@ class KSequential(_OpenLoop):
 
 
 @dataclass(frozen=True)
-class KAlRight(_OpenLoop):
+class KAlRight(_Weighted, _OpenLoop):
     """ALRIGHT for K objectives: step on objective k with probability λ_k (unweighted gradient).
 
     E[step direction] = Σ_k λ_k ∇f_k = ∇f_λ. The draw is the two-objective rule's
@@ -356,15 +371,7 @@ class KAlRight(_OpenLoop):
     ``{"dpo": λ, "sft": 1 − λ}`` choose exactly as :class:`AlRight` (λ) does.
     """
 
-    weights: Mapping[str, float]
     name: str = field(default="alright", init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "weights", check_weights(self.weights))
-
-    @property
-    def objectives(self) -> tuple[str, ...]:
-        return tuple(self.weights)
 
     def choose_block(self, state: State, start: int, stop: int) -> Weights:
         w = np.array(list(self.weights.values()))
@@ -376,18 +383,10 @@ class KAlRight(_OpenLoop):
 
 
 @dataclass(frozen=True)
-class KMix(_OpenLoop):
+class KMix(_Weighted, _OpenLoop):
     """Mix for K objectives: the full gradient Σ_k λ_k ∇f_k every step (every gradient)."""
 
-    weights: Mapping[str, float]
     name: str = field(default="mix", init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "weights", check_weights(self.weights))
-
-    @property
-    def objectives(self) -> tuple[str, ...]:
-        return tuple(self.weights)
 
     def choose_block(self, state: State, start: int, stop: int) -> Weights:
         shape = (stop - start, len(state["seeds"]))
@@ -412,22 +411,17 @@ def largest_gap(weights: Mapping[str, float], gaps: Mapping[str, np.ndarray]) ->
 
 
 @dataclass(frozen=True)
-class KMaxRight(_Stateless):
+class KMaxRight(_Weighted, _Stateless):
     """MAXRIGHT for K objectives, exact: evaluate every objective each step and step on
     argmax_k λ_k (f_k − f*_k): the subgradient method on the Chebyshev scalarisation
     max_k λ_k (f_k − f*_k) (claim C3 for K objectives)."""
 
-    weights: Mapping[str, float]
     optima: Mapping[str, float]
     name: str = field(default="maxright", init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "weights", check_weights(self.weights))
+        super().__post_init__()
         object.__setattr__(self, "optima", _check_k_optima(self.objectives, self.optima))
-
-    @property
-    def objectives(self) -> tuple[str, ...]:
-        return tuple(self.weights)
 
     def wants_values(self, state: State, step: int) -> bool:
         return True
