@@ -9,8 +9,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_llm_trainer import (  # noqa: E402  (tests/ is on sys.path)
+    assert_resume_equals_full_run,
+    config,
+    rows_of,
+)
 
-from tests.test_llm_trainer import assert_resume_equals_full_run, config, rows_of
 from toyopt.llm.__main__ import main
 from toyopt.llm.config import TrainConfig
 from toyopt.llm.objectives import batch_stream
@@ -251,3 +255,26 @@ def test_the_documented_three_source_example_runs(tmp_path, monkeypatch):
 
     cfg = from_sources(type("Args", (), {"config": str(tmp_path / "three.yaml")})())
     assert cfg.objectives["prefs"]["beta"] == 2.0 and cfg.weights["prefs"] == 0.5
+
+
+def test_two_processes_train_three_sources_as_one(tmp_path, data):
+    """Under accelerate launch (2 CPU processes, each half of every global batch) a K-source run
+    makes the same choices and, up to float rounding, the same losses and parameters."""
+    from test_llm_distributed import ENGINE, LOSS_TOL, PARAM_TOL, cli, launch, trainable
+
+    kw = dict(rule="alright", steps=6, batch_size=8, eval_every=3, save_every=6, precision="fp32")
+    one = run(k_config(tmp_path, data, "one", **kw), log=lambda s: None)
+    two_cfg = k_config(tmp_path, data, "two", **kw)
+    args = cli(dataclasses.replace(two_cfg, objectives=None, weights=None))
+    del args[args.index("--lam") : args.index("--lam") + 2]  # the weights say it all
+    for name, spec in two_cfg.objectives.items():
+        args += ["--objective", f"{name}={spec['kind']}:{spec['data']}"]
+    launch([*args, "--weights", ",".join(f"{k}={w}" for k, w in WEIGHTS.items())])
+    a, b = rows_of(one, drop=ENGINE), rows_of(tmp_path / "two", drop=ENGINE)
+    assert [r.get("objective") for r in a] == [r.get("objective") for r in b]
+    assert [sorted(r) for r in a] == [sorted(r) for r in b]
+    diff = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x
+               if k.startswith(("loss", "eval")))  # fmt: skip
+    assert diff < LOSS_TOL
+    p1, p2 = trainable(one, 6), trainable(tmp_path / "two", 6)
+    assert max(float((p1[k] - p2[k]).abs().max()) for k in p1) < PARAM_TOL
