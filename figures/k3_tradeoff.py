@@ -136,9 +136,10 @@ def llm_data(results: Path) -> TradeoffData:
         else:
             weights = tuple(round(float(r[f"w_{k}"]), 6) for k in names)
             finals.append(Final(r["rule"], weights, point, int(r["seed"])))
-    steps = rows[0]["steps"]
+    steps, seeds = rows[0]["steps"], len({r["seed"] for r in rows})
     setting = (
-        f"tiny model, three sources ({', '.join(names)}), {steps} steps each, held-out losses;"
+        f"tiny model, three sources ({', '.join(names)}), {steps} steps each, held-out losses,"
+        f" {seeds} seed{'s' * (seeds > 1)} (dots; markers: their mean)\n"
         f" sequential: {' → '.join(names)} in equal thirds"
     )
     empty = np.empty((0, len(names)))

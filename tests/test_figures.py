@@ -291,3 +291,16 @@ def test_split_is_reported_as_t_dpo_to_t_sft(tmp_path):
     assert read_run(tmp_path / "b").split == (4, 11)
     write_run(tmp_path / "c", "alright", 0.25, 60, 0, switch=None)
     assert read_run(tmp_path / "c").split is None
+
+
+def test_k3_tiny_figure_and_table_come_from_the_committed_results(tmp_path):
+    """docs/k3-tiny/finals.csv (benchmarks/k3_tiny.py) draws the tiny model's K = 3 figure, and
+    the table on docs/k-objectives.md is the report of that file."""
+    from benchmarks.k3_tiny import report
+
+    results = Path(__file__).resolve().parent.parent / "docs" / "k3-tiny"
+    built = build.k3_llm(tmp_path, results)
+    assert {p.suffix for p in built.paths} >= {".png", ".pdf", ".csv"}
+    assert len(built.data.finals) == 48 and len(built.data.corners) == 9  # 4 rules x 4 λ x 3 seeds
+    page = (results.parent / "k-objectives.md").read_text()
+    assert report(results) in page.split("<!-- k3-tiny -->")[1]
