@@ -193,7 +193,15 @@ BAD = [
       "--rule", "sequential-sft-dpo"], "choose one of sequential, alright, maxright, mix"),
     (["--objective", "a=sft:x", "--objective", "b=ipo:y", "--weights", "a=0.5,b=0.5",
       "--label-smoothing", "0.1"], "not by ipo"),
-    (["--weights", "a=0.5,b=0.5"], "--weights goes with --objective"),
+    (["--weights", "a=0.5,b=0.5"], "--weights and --stage-steps go with --objective"),
+    (["--objective", "a=sft:x", "--objective", "b=ipo:y", "--weights", "a=0.5,b=0.5",
+      "--stage-steps", "a=200,b=200"], "--stage-steps is for rule sequential"),
+    (["--objective", "a=sft:x", "--objective", "b=ipo:y", "--weights", "a=0.5,b=0.5",
+      "--rule", "sequential", "--stage-steps", "a=200,b=100"], "summing to --steps 400, got 300"),
+    (["--objective", "a=sft:x", "--objective", "b=ipo:y", "--weights", "a=0.5,b=0.5",
+      "--rule", "sequential", "--stage-steps", "a=400"], "give each one stage"),
+    (["--objective", "a=sft:x", "--objective", "b=ipo:y", "--weights", "a=0.5,b=0.5",
+      "--rule", "sequential", "--stage-steps", "a=1.5,b=2"], "expected NAME=STEPS"),
     (["--loss-type", "kto"], "unknown loss_type 'kto'"),
 ]  # fmt: skip
 
@@ -278,3 +286,10 @@ def test_two_processes_train_three_sources_as_one(tmp_path, data):
     assert diff < LOSS_TOL
     p1, p2 = trainable(one, 6), trainable(tmp_path / "two", 6)
     assert max(float((p1[k] - p2[k]).abs().max()) for k in p1) < PARAM_TOL
+
+
+def test_sequential_takes_its_stages_in_the_order_and_lengths_given(tmp_path, data):
+    cfg = k_config(tmp_path, data, rule="sequential", steps=9,
+                   stage_steps={"ok": 4, "copy": 2, "prefs": 3})  # fmt: skip
+    picked = [r["objective"] for r in steps_of(run(cfg, log=lambda s: None))]
+    assert picked == ["ok"] * 4 + ["copy"] * 2 + ["prefs"] * 3

@@ -43,6 +43,12 @@ class TrainConfig:
         " data, eval}); KIND is sft or a preference loss (see --loss-type); rules sequential,"
         " alright, maxright, mix; see toyopt.llm.objectives",
     )
+    stage_steps: dict | None = opt(
+        None,
+        "with --objective and rule sequential: the steps of each stage in training order, e.g."
+        " prefs=100,copy=150,ok=150 (summing to --steps; default: equal stages in the order of"
+        " --objective)",
+    )
     weights: dict | None = opt(
         None,
         "with --objective: a weight per objective on the simplex, e.g. chat=0.3,code=0.3,prefs=0.4",
@@ -158,10 +164,14 @@ class TrainConfig:
         if objectives.is_k(self):
             objectives.check(self, tuple(PREFERENCE_LOSSES))
             if self.switch is not None:
-                raise ValueError("--switch is for two objectives: with --objective, sequential"
-                                 " trains each objective for an equal stage")  # fmt: skip
-        elif self.weights:
-            raise ValueError("--weights goes with --objective; for sft and dpo give --lam")
+                raise ValueError("--switch is for two objectives: with --objective, give"
+                                 " --stage-steps")  # fmt: skip
+            objectives.check_stages(self)
+        elif self.weights or self.stage_steps:
+            raise ValueError(
+                "--weights and --stage-steps go with --objective; for sft and dpo give --lam and"
+                " --switch"
+            )
         elif self.rule not in RULE_NAMES:
             raise ValueError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULE_NAMES)}")
         if self.schedule not in SCHEDULES:
@@ -228,16 +238,20 @@ class TrainConfig:
         return self
 
     def stages(self) -> tuple[int, ...]:
-        """The stage lengths of a sequential rule: two halves (or ``switch``) for sft and dpo,
-        equal stages for K objectives (the last one takes the remainder)."""
+        """The stage lengths of a sequential rule: two halves (or ``switch``) for sft and dpo;
+        for K objectives ``stage_steps``, else equal stages (the last takes the remainder)."""
         if objectives.is_k(self):
-            k = len(self.objectives)
-            return (
-                *(self.steps // k for _ in range(k - 1)),
-                self.steps - (k - 1) * (self.steps // k),
-            )
+            return tuple(self.stage_order().values())
         switch = default_switch(self.steps) if self.switch is None else self.switch
         return (switch, self.steps - switch)
+
+    def stage_order(self) -> dict[str, int]:
+        """K objectives in sequence: {objective: its stage's steps}, in training order."""
+        if self.stage_steps:
+            return dict(self.stage_steps)
+        k = len(self.objectives)
+        lengths = [self.steps // k] * (k - 1) + [self.steps - (k - 1) * (self.steps // k)]
+        return dict(zip(self.objectives, lengths))
 
     def check_up_front(self) -> None:
         """What would otherwise fail only at the end of training (saving the final model) or
@@ -306,6 +320,8 @@ def _coerce_dict(name: str, value) -> dict:
     options (a list); ``weights`` from YAML (NAME: W) or ``--weights NAME=W,...``."""
     if name == "weights" and isinstance(value, str):
         return weights_from_text(value)
+    if name == "stage_steps" and isinstance(value, str):
+        return objectives.parse_stages(value)
     if name == "objectives" and isinstance(value, list):
         parsed = [objectives.parse_objective(str(v)) for v in value]
         named = dict(parsed)
@@ -315,6 +331,11 @@ def _coerce_dict(name: str, value) -> dict:
         return named
     if not isinstance(value, dict):
         raise ValueError(f"config field {name}: expected a mapping of name: value, got {value!r}")
+    if name == "stage_steps":
+        for k, v in value.items():
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"config field stage_steps: {k}: expected whole steps, got {v!r}")
+        return {str(k): v for k, v in value.items()}
     if name == "weights":
         for k, v in value.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)):

@@ -185,3 +185,36 @@ def check(cfg, kinds: tuple[str, ...]) -> None:
             f"rule {cfg.rule!r} with --objective: choose one of {', '.join(K_RULES)} (sequential"
             " trains the objectives in the order given, in equal stages)"
         )
+
+
+def parse_stages(text: str) -> dict[str, int]:
+    """``prefs=100,copy=150,ok=150`` (``--stage-steps``): steps per stage, in training order."""
+    try:
+        items = [item.split("=", 1) for item in text.split(",")]
+        stages = {k.strip(): int(v) for k, v in items}
+    except ValueError:
+        raise ValueError(
+            f"--stage-steps: expected NAME=STEPS,NAME=STEPS,... in training order, got {text!r}"
+        ) from None
+    if len(stages) < len(items):
+        raise ValueError(f"--stage-steps {text!r}: an objective is named twice")
+    return stages
+
+
+def check_stages(cfg) -> None:
+    """``stage_steps``: for rule sequential only, every objective once, steps >= 0 summing to
+    the budget."""
+    if not cfg.stage_steps:
+        return
+    if cfg.rule != "sequential":
+        raise ValueError(f"--stage-steps is for rule sequential, not {cfg.rule}")
+    if sorted(cfg.stage_steps) != sorted(cfg.objectives):
+        raise ValueError(
+            f"--stage-steps names {list(cfg.stage_steps)}, the objectives are"
+            f" {list(cfg.objectives)}: give each one stage"
+        )
+    if min(cfg.stage_steps.values()) < 0 or sum(cfg.stage_steps.values()) != cfg.steps:
+        raise ValueError(
+            f"--stage-steps must be steps >= 0 summing to --steps {cfg.steps}, got"
+            f" {sum(cfg.stage_steps.values())}"
+        )

@@ -32,7 +32,8 @@ def single_objective(cfg: TrainConfig) -> dict[str, dict]:
     if not objectives.is_k(cfg):
         return {k: {"rule": rule, "switch": cfg.steps} for k, rule in SINGLE.items()}
     names = list(cfg.objectives)
-    return {k: {"rule": "mix", "weights": {j: float(j == k) for j in names}} for k in names}
+    return {k: {"rule": "mix", "weights": {j: float(j == k) for j in names}, "stage_steps": None}
+            for k in names}  # fmt: skip
 
 
 def estimate(cfg: TrainConfig, out: Path, log=print) -> dict:

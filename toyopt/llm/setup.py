@@ -148,7 +148,8 @@ def build_rule(cfg) -> Rule:
         return make_rule(cfg.rule, cfg.lam, cfg.steps, cfg.switch, optima, cfg.refresh_every)
     names = objectives.names(cfg)
     return make_weighted_rule(
-        cfg.rule, {k: cfg.weights[k] for k in names}, cfg.steps, lengths=cfg.stages(),
+        cfg.rule, {k: cfg.weights[k] for k in names}, cfg.steps, order=tuple(cfg.stage_order()),
+        lengths=cfg.stages(),
         optima=read_optima(cfg.optima, names), refresh_every=cfg.refresh_every,
     )  # fmt: skip
 
