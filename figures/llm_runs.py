@@ -162,6 +162,11 @@ def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
 def read_run(run_dir: Path) -> LLMRun:
     run_dir = Path(run_dir)
     cfg = read_config(run_dir / "config.json")
+    if cfg.get("objectives"):
+        raise RunFormatError(
+            f"{run_dir}: a run with data sources {', '.join(cfg['objectives'])}, not sft and dpo:"
+            " these figures draw two objectives (three sources: python -m figures --k3-results)"
+        )
     train, evals = read_metrics(run_dir / "metrics.jsonl")
     table = np.array(sorted((r["step"], r["eval_sft"], r["eval_dpo"]) for r in evals), dtype=float)
     if all("step_seconds" in r for r in train) and train:

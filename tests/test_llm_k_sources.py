@@ -194,6 +194,12 @@ BAD = [
     (["--objective", "a=sft:x", "--objective", "b=ipo:y", "--weights", "a=0.5,b=0.5",
       "--label-smoothing", "0.1"], "not by ipo"),
     (["--weights", "a=0.5,b=0.5"], "--weights and --stage-steps go with --objective"),
+    (["--objective", "mix=sft:x", "--objective", "b=ipo:y", "--weights", "mix=0.5,b=0.5"],
+     "objective mix: the name is taken by the trainer"),
+    (["--objective", "a=sft:x", "--objective", "b=ipo:y", "--weights", "a=0.5,b=0.5",
+      "--loss-type", "ipo"], "--loss-type is the loss of dpo"),
+    (["--objective", "a=sft:x", "--objective", "b=ipo:y", "--weights", "a=0.5,b=0.5",
+      "--rule", "sequential", "--stage-steps", "a=-1,b=401"], "the stage of a has a negative"),
     (["--objective", "a=sft:x", "--objective", "b=ipo:y", "--weights", "a=0.5,b=0.5",
       "--stage-steps", "a=200,b=200"], "--stage-steps is for rule sequential"),
     (["--objective", "a=sft:x", "--objective", "b=ipo:y", "--weights", "a=0.5,b=0.5",
@@ -215,8 +221,8 @@ def test_bad_k_source_configs_are_refused_in_one_line(tmp_path, capsys, extra, m
 
 
 def test_sweep_refuses_k_sources(tmp_path, capsys):
-    status = main(["sweep", "--objective", "a=sft:x", "--objective", "b=ipo:y", "--weights",
-                   "a=0.5,b=0.5", "--output-dir", str(tmp_path / "s")])  # fmt: skip
+    status = main(["sweep", "--objective", "a=sft:x", "--objective", "b=ipo:y", "--stage-steps",
+                   "a=1,b=1", "--output-dir", str(tmp_path / "s")])  # fmt: skip
     assert status == 2 and "run train once per rule" in capsys.readouterr().err
 
 
@@ -293,3 +299,43 @@ def test_sequential_takes_its_stages_in_the_order_and_lengths_given(tmp_path, da
                    stage_steps={"ok": 4, "copy": 2, "prefs": 3})  # fmt: skip
     picked = [r["objective"] for r in steps_of(run(cfg, log=lambda s: None))]
     assert picked == ["ok"] * 4 + ["copy"] * 2 + ["prefs"] * 3
+
+
+def test_a_resume_with_the_objectives_in_another_order_is_refused(tmp_path, data):
+    """Their order is part of the run (ALRIGHT's draw, the sequential stages)."""
+    cfg = k_config(tmp_path, data, rule="alright", steps=4, save_every=2)
+    run(cfg, log=lambda s: None)
+    swapped = dict(reversed(list(cfg.objectives.items())))
+    again = dataclasses.replace(cfg, objectives=swapped, resume=True)
+    with pytest.raises(ValueError, match="different config .*objectives"):
+        run(again, log=lambda s: None)
+
+
+def test_an_empty_last_stage_takes_no_step(tmp_path, data):
+    stages = {"copy": 2, "ok": 2, "prefs": 0}
+    cfg = k_config(tmp_path, data, rule="sequential", steps=4, stage_steps=stages)
+    picked = [r["objective"] for r in steps_of(run(cfg, log=lambda s: None))]
+    assert picked == ["copy"] * 2 + ["ok"] * 2
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"kind": "sft", "data": "x", "eval": 5}, "objective copy: eval must name a JSONL file"),
+    ({"kind": "sft", "data": "x", "beta": 0.2}, "objective copy: beta is for preference losses"),
+])  # fmt: skip
+def test_bad_yaml_sources_are_refused_in_one_line(tmp_path, capsys, spec, message):
+    import yaml
+
+    text = {"objectives": {"copy": spec, "b": {"kind": "ipo", "data": "y"}},
+            "weights": {"copy": 0.5, "b": 0.5}, "output_dir": str(tmp_path / "r")}  # fmt: skip
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(text))
+    assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_the_two_objective_figures_refuse_a_k_source_run_in_one_line(tmp_path, data):
+    from figures.llm_runs import RunFormatError, read_runs
+
+    out = run(k_config(tmp_path, data, rule="mix", steps=2), log=lambda s: None)
+    with pytest.raises(RunFormatError, match="data sources copy, ok, prefs, not sft and dpo"):
+        read_runs(out)

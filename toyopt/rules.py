@@ -77,6 +77,11 @@ def check_lam(lam: float) -> float:
     return lam
 
 
+def two_weights(lam: float) -> dict[str, float]:
+    """The two objectives' weights at λ: {sft: 1 − λ, dpo: λ}."""
+    return {"sft": 1.0 - lam, "dpo": lam}
+
+
 def one_hot(take_dpo: np.ndarray) -> Weights:
     """Unit weight on DPO where ``take_dpo`` is true, on SFT elsewhere."""
     dpo = np.asarray(take_dpo, dtype=bool).astype(float)
@@ -293,17 +298,22 @@ def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-def weights_from_text(text: str) -> dict[str, float]:
-    """``sft=0.3,dpo=0.5,extra=0.2`` (the command lines' ``--weights``) as checked weights."""
+def parse_pairs(text: str, cast, option: str, expected: str) -> dict:
+    """``a=x,b=y`` (a command line's named values) as {name: cast(value)}, names in order; a
+    one-line error naming ``option`` for a malformed text or a name given twice."""
     try:
         items = [item.split("=", 1) for item in text.split(",")]
-        pairs = {k.strip(): float(v) for k, v in items}
+        pairs = {k.strip(): cast(v) for k, v in items}
     except ValueError:
-        raise ValueError(
-            f"expected NAME=W,NAME=W,... (weights summing to 1), got {text!r}"
-        ) from None
+        raise ValueError(f"{option}: expected {expected}, got {text!r}") from None
     if len(pairs) < len(items):
-        raise ValueError(f"{text!r}: an objective is named twice")
+        raise ValueError(f"{option} {text!r}: an objective is named twice")
+    return pairs
+
+
+def weights_from_text(text: str) -> dict[str, float]:
+    """``sft=0.3,dpo=0.5,extra=0.2`` (the command lines' ``--weights``) as checked weights."""
+    pairs = parse_pairs(text, float, "--weights", "NAME=W,NAME=W,... (weights summing to 1)")
     try:
         return check_weights(pairs)
     except ValueError as e:

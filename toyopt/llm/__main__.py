@@ -166,7 +166,7 @@ def command(args: argparse.Namespace) -> int:
     if args.command == "study":  # before the generic default output directory below
         return study_command(args)
     from toyopt.llm import objectives
-    from toyopt.llm.config import from_sources
+    from toyopt.llm.config import from_sources, read_yaml
     from toyopt.llm.prepare import check_sources
 
     if args.command != "train" and not hasattr(args, "output_dir"):
@@ -176,10 +176,13 @@ def command(args: argparse.Namespace) -> int:
 
         lams, rules = parse_lams(args.lams), parse_rules(args.rules)  # before any training
         args.rule = "mix"  # validated per run below; any valid name passes here
-    cfg = from_sources(args)
-    if args.command == "sweep" and objectives.is_k(cfg):
+    given = getattr(args, "objectives", None) or (
+        getattr(args, "config", None) and read_yaml(args.config).get("objectives")
+    )
+    if args.command == "sweep" and given:  # before the sweep's own rule is validated with them
         raise ValueError("sweep compares rules on sft and dpo: for --objective runs, run train"
                          " once per rule")  # fmt: skip
+    cfg = from_sources(args)
     if cfg.overwrite and getattr(args, "config", None):  # read already, but never deleted
         from types import SimpleNamespace
 
@@ -193,7 +196,7 @@ def command(args: argparse.Namespace) -> int:
 
             targets = overwrite_targets(cfg, lams, rules)
         else:
-            names = [s.name for s in objectives.sources(cfg)]
+            names = objectives.names(cfg)
             targets = [(out, "optima"), *((out / f"optima-{k}", "run") for k in names)]
         check_overwrite(SimpleNamespace(config=args.config), targets)
     check_sources(cfg)  # bad rows are named before a run directory is made
@@ -212,7 +215,7 @@ def command(args: argparse.Namespace) -> int:
 
         out = Path(cfg.output_dir)
         result = estimate(cfg, out)
-        names = [s.name for s in objectives.sources(cfg)]
+        names = objectives.names(cfg)
         print(f"{out / 'optima.json'}: " + ", ".join(f"f*_{k} = {result[k]:.4f}" for k in names))
     return 0
 

@@ -208,7 +208,7 @@ class TrainConfig:
             raise ValueError(
                 f"warmup_steps ({self.warmup_steps}) must be shorter than each stage of"
                 f" {self.rule} ({' and '.join(map(str, stages))} steps): its schedule restarts at"
-                " each switch"
+                " the switch"
             )
         for name in ("lam", "lr", "beta", "max_grad_norm", "weight_decay", "simpo_gamma"):
             if not math.isfinite(getattr(self, name)):  # inf passes "> 0" but no run can use it

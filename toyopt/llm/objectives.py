@@ -8,7 +8,7 @@
   :data:`toyopt.llm.losses.PREFERENCE_LOSSES`), its training file and, optionally, its held-out
   file; ``weights`` puts them on the simplex, f_λ = Σ_k λ_k f_k. The rules are those of
   :func:`toyopt.rules.make_weighted_rule`: ``alright``, ``maxright``, ``mix`` and ``sequential``
-  (stages in the order the objectives are given, equal lengths).
+  (stages in the order the objectives are given, of equal lengths, or as ``stage_steps`` says).
 
 Each objective draws its batches from its own counter-based stream (:func:`batch_stream`), so
 the sources never share random numbers and the two-objective runs draw what they always drew.
@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 
 from toyopt.rng import STREAM_BATCH
-from toyopt.rules import check_weights
+from toyopt.rules import check_weights, parse_pairs, two_weights
 
 SFT = "sft"
 # the preference losses, by TRL's loss_type names (toyopt.llm.losses.preference_losses)
@@ -115,9 +115,7 @@ def names(cfg) -> tuple[str, ...]:
 
 def weights(cfg) -> dict[str, float]:
     """λ by objective name: {sft: 1 − λ, dpo: λ}, or the config's ``weights``."""
-    if not is_k(cfg):
-        return {"sft": 1.0 - cfg.lam, "dpo": cfg.lam}
-    return dict(cfg.weights)
+    return dict(cfg.weights) if is_k(cfg) else two_weights(cfg.lam)
 
 
 def batch_stream(name: str) -> int:
@@ -145,6 +143,12 @@ LOSS_KEYS = ("beta", "label_smoothing", "simpo_gamma")
 SPEC_KEYS = ("kind", "data", "eval", *LOSS_KEYS)
 
 
+# names the trainer's own bookkeeping uses: a "mix" step, AdamW's first moment "m" and step
+# count "all" (toyopt.llm.optim), the rule state's "seeds", metrics and tracker keys
+RESERVED = frozenset({"mix", "m", "all", "seeds", "step", "f_mix", "ideal_distance", "wall_time",
+                      "processes", "lr"})  # fmt: skip
+
+
 def check(cfg, kinds: tuple[str, ...]) -> None:
     """One-line errors for a K-source config that no run can use (``kinds``: the losses)."""
     specs = cfg.objectives
@@ -155,23 +159,34 @@ def check(cfg, kinds: tuple[str, ...]) -> None:
             raise ValueError(
                 f"objectives: a name must be a word (letters, digits, _), got {name!r}"
             )
+        if name in RESERVED or name.startswith(("gap_", "peak_")):
+            raise ValueError(f"objective {name}: the name is taken by the trainer; choose another")
         if not isinstance(spec, dict) or set(spec) - set(SPEC_KEYS) or "data" not in spec:
             raise ValueError(
-                f"objectives.{name}: expected {{kind: sft or a preference loss, data: FILE, and"
+                f"objective {name}: expected {{kind: sft or a preference loss, data: FILE, and"
                 f" optionally eval: FILE, {', '.join(LOSS_KEYS)}}}, got {spec!r}"
             )
         kind = spec.get("kind")
         if kind not in (SFT, *kinds):
             raise ValueError(
-                f"objectives.{name}: unknown kind {kind!r}; choose sft or one of {', '.join(kinds)}"
+                f"objective {name}: unknown kind {kind!r}; choose sft or one of {', '.join(kinds)}"
             )
-        if not isinstance(spec["data"], str) or not spec["data"]:
-            raise ValueError(f"objectives.{name}: data must name a training file")
+        for key in ("data", "eval"):
+            value = spec.get(key, "")
+            if not isinstance(value, str) or (key == "data" and not value):
+                raise ValueError(f"objective {name}: {key} must name a JSONL file, got {value!r}")
+        unused = [k for k in LOSS_KEYS if k in spec and kind == SFT]
+        if unused:
+            raise ValueError(f"objective {name}: {', '.join(unused)} is for preference losses,"
+                             " not sft")  # fmt: skip
     for field in ("sft_data", "sft_eval", "pref_data", "pref_eval"):
         if getattr(cfg, field):
             flag = "--" + field.replace("_", "-")
             raise ValueError(f"{flag} is for the two objectives sft and dpo: with --objective,"
                              " each source names its own files")  # fmt: skip
+    if cfg.loss_type != "sigmoid":
+        raise ValueError("--loss-type is the loss of dpo: with --objective, each source names its"
+                         " kind (NAME=KIND:FILE)")  # fmt: skip
     if not cfg.weights:
         raise ValueError(
             f"--objective needs --weights, one per objective (e.g."
@@ -183,22 +198,14 @@ def check(cfg, kinds: tuple[str, ...]) -> None:
     if cfg.rule not in K_RULES:
         raise ValueError(
             f"rule {cfg.rule!r} with --objective: choose one of {', '.join(K_RULES)} (sequential"
-            " trains the objectives in the order given, in equal stages)"
+            " trains the objectives in turn: in the order given, in equal stages, or as"
+            " --stage-steps says)"
         )
 
 
 def parse_stages(text: str) -> dict[str, int]:
     """``prefs=100,copy=150,ok=150`` (``--stage-steps``): steps per stage, in training order."""
-    try:
-        items = [item.split("=", 1) for item in text.split(",")]
-        stages = {k.strip(): int(v) for k, v in items}
-    except ValueError:
-        raise ValueError(
-            f"--stage-steps: expected NAME=STEPS,NAME=STEPS,... in training order, got {text!r}"
-        ) from None
-    if len(stages) < len(items):
-        raise ValueError(f"--stage-steps {text!r}: an objective is named twice")
-    return stages
+    return parse_pairs(text, int, "--stage-steps", "NAME=STEPS,NAME=STEPS,... in training order")
 
 
 def check_stages(cfg) -> None:
@@ -213,7 +220,10 @@ def check_stages(cfg) -> None:
             f"--stage-steps names {list(cfg.stage_steps)}, the objectives are"
             f" {list(cfg.objectives)}: give each one stage"
         )
-    if min(cfg.stage_steps.values()) < 0 or sum(cfg.stage_steps.values()) != cfg.steps:
+    negative = [k for k, n in cfg.stage_steps.items() if n < 0]
+    if negative:
+        raise ValueError(f"--stage-steps: the stage of {negative[0]} has a negative length")
+    if sum(cfg.stage_steps.values()) != cfg.steps:
         raise ValueError(
             f"--stage-steps must be steps >= 0 summing to --steps {cfg.steps}, got"
             f" {sum(cfg.stage_steps.values())}"

@@ -39,7 +39,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from toyopt.rules import OBJECTIVES
+from toyopt.rules import OBJECTIVES, two_weights
 
 if TYPE_CHECKING:  # torch stays out of the config's imports
     import torch
@@ -117,7 +117,7 @@ def mix_weights(lam: float | Mapping[str, float]) -> dict[str, float]:
     weights of K named objectives; the wrappers below carry over with Σ_k λ_k in the sums)."""
     if isinstance(lam, Mapping):
         return {k: float(w) for k, w in lam.items()}
-    return {"sft": 1.0 - lam, "dpo": lam}
+    return two_weights(lam)
 
 
 class MixClip(_Wrapper):

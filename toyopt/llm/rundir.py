@@ -177,8 +177,9 @@ def inside(p: Path, doomed: list[Path]) -> Path | None:
 def refuse_inputs_inside(cfg, doomed: list[Path], where: Path) -> None:
     """A one-line refusal if an input of ``cfg`` (data, eval files, optima, model directories)
     lies inside something ``--overwrite`` would delete; nothing deleted."""
-    named = [(spec.get(f, ""), f"objective {name}") for name, spec in
-             (getattr(cfg, "objectives", None) or {}).items() for f in ("data", "eval")]  # fmt: skip
+    named = [] if not getattr(cfg, "objectives", None) else [
+        (path, f"objective {src.name}") for src in objectives.sources(cfg)
+        for path in (src.data, src.eval)]  # fmt: skip
     for value, option in [*((getattr(cfg, f, "") or "", o) for f, o in INPUTS.items()), *named]:
         if not value or value == "zero" or not Path(value).exists():
             continue
@@ -297,7 +298,15 @@ def resume_view(cfg: TrainConfig) -> dict:
 
 def changed_fields(old: dict, new: dict) -> list[str]:
     default = TrainConfig().to_dict()  # a field added since the run started has its default
-    return [k for k in new if k in default and old.get(k, default[k]) != new[k]]
+    return [k for k in new if k in default and not _same(old.get(k, default[k]), new[k])]
+
+
+def _same(a, b) -> bool:
+    """Equal, and for mappings in the same order: the order of the objectives (ALRIGHT's draw,
+    the sequential stages) is part of what a run is."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and a == b
+    return a == b
 
 
 def data_changes(old: dict, new: dict) -> list[str]:

@@ -94,7 +94,7 @@ def read_reference(path: Path, keys=("train", "eval")) -> dict[str, torch.Tensor
     try:
         saved = torch.load(path, weights_only=True)
         if not all(isinstance(saved.get(k), torch.Tensor) for k in keys):
-            raise ValueError(f"not a dict of {', '.join(keys)} tensors")
+            raise ValueError(f"not a dict of {' and '.join(keys)} tensors")
     except Exception as err:  # torch raises several kinds for a damaged zip
         raise CorruptFile(
             f"{path}: unreadable ({str(err).splitlines()[0][:80]}); delete it to score the"
@@ -128,6 +128,8 @@ def read_optima(spec: str, names=("sft", "dpo")) -> dict[str, float] | None:
         if k not in data and k.startswith("eval_"):
             continue
         value = data.get(k)
+        if k not in data:
+            raise ValueError(f"{path}: field '{k}' is missing (f* of each of {', '.join(names)})")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{path}: field '{k}' must be a number, got {json.dumps(value)}")
         if not math.isfinite(value):  # json reads NaN and Infinity
@@ -200,10 +202,10 @@ def build_schedule(cfg, rule: Rule | None = None) -> Schedule | Restarted:
 
     lengths = getattr(rule, "lengths", None)  # K objectives in sequence: a restart per stage
     if lengths is not None:
-        *firsts, last = lengths
+        *firsts, last = [n for n in lengths if n > 0]  # an empty stage takes no step
         switch = "each stage"
         schedule = over(last)
-        for n in reversed([n for n in firsts if n > 0]):
+        for n in reversed(firsts):
             schedule = Restarted(over(n), schedule, n)
         return schedule
     switch = getattr(rule, "switch", None)

@@ -31,6 +31,8 @@ import os
 import sys
 from pathlib import Path
 
+from toyopt.rules import two_weights
+
 TRACKERS = {"tensorboard": "tensorboard", "trackio": "trackio"}  # name -> the module it needs
 
 
@@ -70,7 +72,7 @@ def ideal_point(spec: str, names=("sft", "dpo")) -> dict[str, float] | None:
 def scalars(row: dict, lam, ideal: dict[str, float] | None) -> dict[str, float]:
     """A metrics row as tracker scalars (see the module docstring for the names); ``lam`` is λ
     (the weight of dpo) or the weights of K named objectives."""
-    weights = lam if isinstance(lam, dict) else {"sft": 1 - lam, "dpo": lam}
+    weights = lam if isinstance(lam, dict) else two_weights(lam)
     if "objective" in row:  # a step row
         out = {f"train/{k}": float(v) for k, v in row.items() if k not in ("step", "objective")}
         for k in weights:

@@ -8,12 +8,13 @@ Run directory (``output_dir``, owned as :mod:`toyopt.llm.rundir` says): ``toyopt
 adapters), ``summary.json``, and ``optima.json`` when MAXRIGHT was given optima. Only the main
 process writes it. metrics rows:
 
-- per optimizer step t (0-based): ``step`` = t, ``objective`` ("sft", "dpo" or "mix"), the losses
-  it computed (``loss_sft`` and/or ``loss_dpo``, at the parameters after t steps, on step t's
-  batches), ``lr``, ``wall_time`` (seconds since training started), ``step_seconds``, and
-  ``value_sft``/``value_dpo`` when the rule asked for both values (MAXRIGHT);
+- per optimizer step t (0-based): ``step`` = t, ``objective`` ("sft", "dpo" or "mix"; with K
+  sources the source's name or "mix"), the losses it computed (``loss_sft`` and/or ``loss_dpo``,
+  ``loss_NAME`` per source, at the parameters after t steps, on step t's batches), ``lr``,
+  ``wall_time`` (seconds since training started), ``step_seconds``, and ``value_sft``/``value_dpo``
+  (``value_NAME``) when the rule asked for every value (MAXRIGHT);
 - per evaluation after s steps (s = 0, eval_every, …, steps): ``step`` = s, ``eval_sft``,
-  ``eval_dpo`` on the held-out sets, ``wall_time``, ``processes``, and ``peak_rss_bytes`` (the
+  ``eval_dpo`` (``eval_NAME``) on the held-out sets, ``wall_time``, ``processes``, and ``peak_rss_bytes`` (the
   main process's peak resident memory, from getrusage) or ``peak_cuda_allocated_bytes`` on a GPU.
 
 With ``report_to``, every row also goes to the experiment trackers (:mod:`toyopt.llm.tracking`;
@@ -337,7 +338,7 @@ def summary(run_dir: Path, cfg: TrainConfig, engine_info: dict) -> dict:
     function evaluations per step, the final held-out values and the peak memory."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "objective" in r]
-    names = [s.name for s in objectives.sources(cfg)]
+    names = objectives.names(cfg)
     out = {"rule": cfg.rule, "lam": cfg.lam, "steps": cfg.steps}
     if objectives.is_k(cfg):
         out = {"rule": cfg.rule, "weights": cfg.weights, "steps": cfg.steps}
