@@ -9,8 +9,12 @@ normalised steps. Mix's AdamW sees the net, λ ∇f_dpo + (1 − λ) ∇f_sft, a
 Σ_k s_k ĝ_k, ĝ_k the latest gradient of objective k (the memory of ALRIGHT's ``memory`` step,
 :class:`toyopt.llm.optim.GradientMemory`) and s_k MAXRIGHT's recent share of steps on k: a
 bias-corrected moving average, factor ``MAXRIGHT_MEMORY_BETA`` (default 0.9), of its one-hot
-choices (Σ_k s_k = 1). That estimates MAXRIGHT's own time-averaged direction; the clipping and
-AdamW's moments see it as Mix's see the mixed gradient. Runs ``toyopt-llm`` with every argument
+choices (Σ_k s_k = 1). That estimates MAXRIGHT's own time-averaged direction; AdamW's moments see
+it as Mix's see the mixed gradient. ``MAXRIGHT_MEMORY_CLIP``: ``sum`` (default; as
+``GradientMemory``) clips the weighted sum, as Mix's gradient is clipped; ``each`` clips each
+gradient on its own before it is stored, as plain MAXRIGHT's steps are (SFT's gradient, about ten
+times DPO's, cut to norm 1), so the sum is the share-weighted average of the steps plain MAXRIGHT
+would take (its norm at most 1: the second clipping does nothing). Runs ``toyopt-llm`` with every argument
 passed through, MAXRIGHT's optimizer replaced; the other rules are unchanged. For example::
 
     python -m benchmarks.maxright_memory train --model tiny --rule maxright --lam 0.9 --seed 1 \\
@@ -27,19 +31,22 @@ import sys
 import toyopt.llm.setup as setup
 import toyopt.llm.train as train
 from toyopt.llm.__main__ import main
-from toyopt.llm.optim import GradientMemory
+from toyopt.llm.optim import GradientMemory, clip_
 from toyopt.rules import OBJECTIVES
 
 BETA = float(os.environ.get("MAXRIGHT_MEMORY_BETA", "0.9"))
+CLIP = os.environ.get("MAXRIGHT_MEMORY_CLIP", "sum")
+if CLIP not in ("sum", "each"):
+    raise SystemExit(f"MAXRIGHT_MEMORY_CLIP={CLIP}: give sum or each")
 
 
 class SharedMemory(GradientMemory):
     """:class:`GradientMemory` whose weights are the recent shares of the steps on each objective
     (bias-corrected moving average, factor ``beta``, of the one-hot choices) instead of Mix's."""
 
-    def __init__(self, base, beta: float = BETA, names=OBJECTIVES):
+    def __init__(self, base, beta: float = BETA, clip: str = CLIP, names=OBJECTIVES):
         super().__init__(base, dict.fromkeys(names, 0.0))
-        self.beta = beta
+        self.beta, self.clip = beta, clip
         self.ema = dict.fromkeys(names, 0.0)
         self.n = 0
 
@@ -48,6 +55,8 @@ class SharedMemory(GradientMemory):
         for k in self.ema:
             self.ema[k] = self.beta * self.ema[k] + (1 - self.beta) * float(weights.get(k, 0) > 0)
         self.mix = {k: v / (1 - self.beta**self.n) for k, v in self.ema.items()}
+        if self.clip == "each":
+            clip_(self.params(), max_norm)
         super().transform(weights, max_norm)
 
     def state_dict(self) -> dict:
