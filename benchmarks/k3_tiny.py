@@ -27,6 +27,7 @@ from figures.k3_tradeoff import RULES, WEIGHTS
 from toyopt import files
 from toyopt.llm.config import TrainConfig
 from toyopt.llm.optima import estimate
+from toyopt.llm.study import parse_seeds
 from toyopt.llm.synthetic import make_data
 from toyopt.llm.train import run_or_reuse
 
@@ -76,10 +77,6 @@ def train_seed(out: Path, data: Path, steps: int, seed: int) -> list[dict]:
             evals = ", ".join(f"{k} {rows[-1][f'eval_{k}']:.3f}" for k in NAMES)
             print(f"seed {seed} {rule:<10} {label(w)}: {evals}")
     return rows
-
-
-def parse_seeds(text: str) -> list[int]:
-    return [int(s) for s in text.split(",")]
 
 
 def report(results: Path) -> str:

@@ -140,7 +140,7 @@ def llm_data(results: Path) -> TradeoffData:
     setting = (
         f"tiny model, three sources ({', '.join(names)}), {steps} steps each, held-out losses,"
         f" {seeds} seed{'s' * (seeds > 1)} (dots; markers: their mean)\n"
-        f" sequential: {' → '.join(names)} in equal thirds"
+        f"sequential: {' → '.join(names)} in equal thirds"
     )
     empty = np.empty((0, len(names)))
     return TradeoffData(names, finals, [], empty, empty, setting, corners=corners, log=True)

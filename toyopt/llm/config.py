@@ -162,7 +162,7 @@ class TrainConfig:
                 f"unknown loss_type {self.loss_type!r}; choose one of {', '.join(PREFERENCE_LOSSES)}"
             )
         if objectives.is_k(self):
-            objectives.check(self, tuple(PREFERENCE_LOSSES))
+            objectives.check(self)
             if self.switch is not None:
                 raise ValueError("--switch is for two objectives: with --objective, give"
                                  " --stage-steps")  # fmt: skip

@@ -36,6 +36,8 @@ REFERENCE_FREE: frozenset[str] = frozenset({"simpo"})
 LENGTH_NORMALISED: frozenset[str] = frozenset({"ipo", "simpo"})
 SMOOTHED: frozenset[str] = frozenset({"robust", "simpo"})  # the losses using label_smoothing
 K_RULES = ("sequential", "alright", "maxright", "mix")
+LOSS_KEYS = ("beta", "label_smoothing", "simpo_gamma")  # a source's own loss settings (YAML)
+SPEC_KEYS = ("kind", "data", "eval", *LOSS_KEYS)
 
 
 @dataclass(frozen=True)
@@ -139,18 +141,15 @@ def parse_objective(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), {"kind": kind.strip(), "data": data.strip()}
 
 
-LOSS_KEYS = ("beta", "label_smoothing", "simpo_gamma")
-SPEC_KEYS = ("kind", "data", "eval", *LOSS_KEYS)
-
-
 # names the trainer's own bookkeeping uses: a "mix" step, AdamW's first moment "m" and step
 # count "all" (toyopt.llm.optim), the rule state's "seeds", metrics and tracker keys
 RESERVED = frozenset({"mix", "m", "all", "seeds", "step", "f_mix", "ideal_distance", "wall_time",
                       "processes", "lr"})  # fmt: skip
 
 
-def check(cfg, kinds: tuple[str, ...]) -> None:
-    """One-line errors for a K-source config that no run can use (``kinds``: the losses)."""
+def check(cfg) -> None:
+    """One-line errors for a K-source config that no run can use."""
+    kinds = tuple(PREFERENCE_LOSSES)
     specs = cfg.objectives
     if not isinstance(specs, dict) or len(specs) < 2:
         raise ValueError(f"objectives: give at least two data sources, got {specs!r}")

@@ -4,8 +4,8 @@ MAXRIGHT needs.
 Runs the trainer once per objective with the same config, on that objective only
 (``sequential-sft-dpo`` with the switch at the end of the budget, ``sequential-dpo-sft``
 likewise; for K sources Mix with all the weight on one source), into ``OUT/optima-sft`` and
-``OUT/optima-dpo`` (``OUT/optima-NAME``). f*_k is estimated as the mean training loss of objective k over the last 10 %
-of its run's steps — the quantity (a batch loss) that MAXRIGHT compares with f*_k — and
+``OUT/optima-dpo`` (``OUT/optima-NAME``). f*_k is estimated as the mean training loss of
+objective k over the last 10 % of its run's steps — the quantity (a batch loss) that MAXRIGHT compares with f*_k — and
 ``eval_k`` is the run's final held-out value (for optimality gaps on the eval sets).
 """
 

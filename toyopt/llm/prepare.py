@@ -131,7 +131,8 @@ def prepare(cfg, tokenizer, run: Path) -> Prepared:
     src = sources(cfg, run)
     notes: list[str] = []
     examples, rows = {}, {}
-    for obj in objectives.sources(cfg):
+    every = objectives.sources(cfg)
+    for obj in every:
         name, kind = obj.split, obj.rows
         loaded = load(src[f"{name}_train"], kind, cfg)
         parts = [(f"{name}_train", loaded)]
@@ -162,7 +163,6 @@ def prepare(cfg, tokenizer, run: Path) -> Prepared:
         notes.append(f"max_rows: each data file cut to its first {cfg.max_rows} rows")
     prints = {key: fingerprint(src[key] or f"held out of {key[: -len('eval')]}train", exs)
               for key, exs in examples.items()}  # fmt: skip
-    by = {split: {o.name: rows[o.name, split] for o in objectives.sources(cfg)}
-          for split in ("train", "eval")}  # fmt: skip
-    kinds = {o.name: o.kind for o in objectives.sources(cfg)}
+    by = {split: {o.name: rows[o.name, split] for o in every} for split in ("train", "eval")}
+    kinds = {o.name: o.kind for o in every}
     return Prepared(by["train"], by["eval"], kinds, notes=notes, fingerprint=prints)

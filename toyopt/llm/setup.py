@@ -125,11 +125,11 @@ def read_optima(spec: str, names=("sft", "dpo")) -> dict[str, float] | None:
         shape = ", ".join(f"'{k}': f*" for k in names)
         raise ValueError(f"{path}: expected a JSON object {{{shape}}}")
     for k in (*names, *(f"eval_{k}" for k in names)):
-        if k not in data and k.startswith("eval_"):
-            continue
-        value = data.get(k)
         if k not in data:
+            if k.startswith("eval_"):  # optional: the held-out values
+                continue
             raise ValueError(f"{path}: field '{k}' is missing (f* of each of {', '.join(names)})")
+        value = data[k]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{path}: field '{k}' must be a number, got {json.dumps(value)}")
         if not math.isfinite(value):  # json reads NaN and Infinity

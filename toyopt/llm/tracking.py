@@ -166,8 +166,7 @@ def start(cfg, run_dir: Path, step: int = 0) -> Trackers:
     name = str(Path(cfg.output_dir))
     from toyopt.llm import objectives
 
-    weights = objectives.weights(cfg) if objectives.is_k(cfg) else cfg.lam
-    opened = Trackers([], weights, ideal_point(cfg.optima, objectives.names(cfg)))
+    opened = Trackers([], objectives.weights(cfg), ideal_point(cfg.optima, objectives.names(cfg)))
     try:
         for n in names:
             opened.open.append(KINDS[n](run_dir, name, config, step))

@@ -14,8 +14,9 @@ process writes it. metrics rows:
   ``wall_time`` (seconds since training started), ``step_seconds``, and ``value_sft``/``value_dpo``
   (``value_NAME``) when the rule asked for every value (MAXRIGHT);
 - per evaluation after s steps (s = 0, eval_every, …, steps): ``step`` = s, ``eval_sft``,
-  ``eval_dpo`` (``eval_NAME``) on the held-out sets, ``wall_time``, ``processes``, and ``peak_rss_bytes`` (the
-  main process's peak resident memory, from getrusage) or ``peak_cuda_allocated_bytes`` on a GPU.
+  ``eval_dpo`` (``eval_NAME``) on the held-out sets, ``wall_time``, ``processes``, and
+  ``peak_rss_bytes`` (the main process's peak resident memory, from getrusage) or
+  ``peak_cuda_allocated_bytes`` on a GPU.
 
 With ``report_to``, every row also goes to the experiment trackers (:mod:`toyopt.llm.tracking`;
 TensorBoard's event files in ``tensorboard/``).
@@ -339,9 +340,8 @@ def summary(run_dir: Path, cfg: TrainConfig, engine_info: dict) -> dict:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "objective" in r]
     names = objectives.names(cfg)
-    out = {"rule": cfg.rule, "lam": cfg.lam, "steps": cfg.steps}
-    if objectives.is_k(cfg):
-        out = {"rule": cfg.rule, "weights": cfg.weights, "steps": cfg.steps}
+    weighed = {"weights": cfg.weights} if objectives.is_k(cfg) else {"lam": cfg.lam}
+    out = {"rule": cfg.rule, **weighed, "steps": cfg.steps}
     out["train_seconds_per_step"] = float(np.mean([r["step_seconds"] for r in steps]))
     for k in names:
         out[f"grad_{k}_per_step"] = float(np.mean([f"loss_{k}" in r for r in steps]))
