@@ -154,6 +154,25 @@ def test_two_processes_choose_and_train_as_one_and_resume_exactly(tmp_path):
     assert all(torch.equal(p2[k], p3[k]) for k in p2)
 
 
+def test_two_processes_compare_the_validation_split_as_one(tmp_path):
+    """MAXRIGHT's values on the validation split (``validation_rows``; 7 rows: uneven parts)
+    are summed over the processes as the evaluation's are: the same choices as one process."""
+    optima = tmp_path / "optima.json"
+    optima.write_text(json.dumps({"sft": 0.0, "dpo": 0.0, "val_sft": 5.0, "val_dpo": 0.0}))
+    kw = dict(rule="maxright", optima=str(optima), validation_rows=7, lr=3e-3, steps=8,
+              batch_size=8, eval_every=8, max_rows=64, precision="fp32")  # fmt: skip
+    one = run(config(tmp_path, "one", **kw), log=lambda s: None)
+    two_cfg = config(tmp_path, "two", **kw)
+    launch(cli(two_cfg))
+    a, b = rows_of(one, drop=ENGINE), rows_of(Path(two_cfg.output_dir), drop=ENGINE)
+    assert [r.get("objective") for r in a] == [r.get("objective") for r in b]
+    assert {"sft", "dpo"} <= {r.get("objective") for r in a}
+    assert any("val_sft" in r for r in a) and [sorted(r) for r in a] == [sorted(r) for r in b]
+    diff = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x
+               if k.startswith(("loss", "value", "val_", "eval")))  # fmt: skip
+    assert diff < LOSS_TOL
+
+
 def test_two_processes_mix_with_lora_and_a_per_batch_reference_match_one(tmp_path):
     """Two forwards (SFT and DPO) before one backward under DDP, LoRA adapters only, and the
     reference scored per micro-batch by the adapters-off model."""

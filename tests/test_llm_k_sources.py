@@ -168,6 +168,23 @@ def test_optima_trains_each_source_alone(tmp_path, data, capsys):
         assert r["objective"] == max(gaps, key=gaps.get)
 
 
+def test_maxright_compares_every_source_on_its_validation_split(tmp_path, data):
+    cfg = k_config(tmp_path, data, "optima", rule="mix", steps=3, eval_every=3, validation_rows=6)
+    from toyopt.llm.optima import estimate
+
+    result = estimate(cfg, tmp_path / "optima", log=lambda s: None)
+    assert set(result) >= {f"val_{k}" for k in WEIGHTS}
+    out = run(dataclasses.replace(cfg, rule="maxright", optima=str(tmp_path / "optima" /
+              "optima.json"), output_dir=str(tmp_path / "mr"), steps=4), log=lambda s: None)  # fmt: skip
+    star = {k: result[f"val_{k}"] for k in WEIGHTS}
+    assert json.loads((out / "optima.json").read_text()) == star
+    first = rows_of(out)[0]  # the step-0 evaluation: the values step 0 compares
+    for r in steps_of(out):
+        gaps = {k: w * (r[f"value_{k}"] - star[k]) for k, w in WEIGHTS.items()}
+        assert r["objective"] == max(gaps, key=gaps.get)
+    assert all(steps_of(out)[0][f"value_{k}"] == pytest.approx(first[f"val_{k}"]) for k in WEIGHTS)
+
+
 def test_each_source_draws_from_its_own_stream():
     assert batch_stream("sft") == 1 and batch_stream("dpo") == 2  # as the two objectives always
     streams = {batch_stream(n) for n in ("copy", "ok", "prefs", "sft", "dpo")}

@@ -148,6 +148,16 @@ class LMBackend(TorchBackend):
                 f" = {self.engine.num_processes} x {self.engine.grad_accum}"
             )
 
+    # with validation rows: {name: value} on the whole validation split, what values() returns
+    compare: Callable[[], dict[str, float]] | None = None
+
+    def values(self) -> dict[str, np.ndarray]:
+        """Every objective on the next step's batches, or (``compare`` set) on the validation
+        split: what MAXRIGHT compares."""
+        if self.compare is None:
+            return super().values()
+        return {k: np.array([v]) for k, v in self.compare().items()}
+
     # the two objectives' data under their usual names
     sft_rows = property(lambda self: self.by_name["sft"].rows)
     pref_rows = property(lambda self: self.by_name["dpo"].rows)

@@ -58,6 +58,14 @@ class TrainConfig:
         None, "sequential rules: step at which the second stage starts (default steps/2)"
     )
     refresh_every: int = opt(1, "maxright: evaluate both objectives every K steps (1 = exact rule)")
+    validation_rows: int = opt(
+        0,
+        "hold out N rows (pairs) of each objective's training data as a validation split, the"
+        " same rows for every rule and seed; maxright then compares its weighted gaps on the"
+        " whole split at each step, against f* measured there (the optima runs record it), so"
+        " that it aims at the held-out trade-off (docs/tiny-targets.md); 0: compare the step's"
+        " training batches (the paper's rule)",
+    )
     optima: str = opt(
         "", "maxright: JSON file {'sft': f*, 'dpo': f*} (from the optima command), or 'zero'"
     )
@@ -227,6 +235,13 @@ class TrainConfig:
             raise ValueError(f"max_rows must be >= 0, got {self.max_rows}")
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must lie in (0, 1), got {self.eval_fraction}")
+        if self.validation_rows < 0:
+            raise ValueError(f"validation_rows must be >= 0, got {self.validation_rows}")
+        if self.validation_rows and self.rule == "maxright" and self.refresh_every > 1:
+            raise ValueError(  # its stale updates would mix training losses into validation gaps
+                "--validation-rows needs --refresh-every 1: between refreshes MAXRIGHT updates a"
+                " gap with the step's training loss, which is not a validation value"
+            )
         parse_trackers(self.report_to)
         if self.rule == "maxright" and not self.optima:
             raise ValueError("maxright needs --optima FILE (python -m toyopt.llm optima) or 'zero'")
@@ -269,9 +284,9 @@ class TrainConfig:
                     where = f"objective {source.name}:" if objectives.is_k(self) else f"--{flag}"
                     raise ValueError(f"{where} {value} is a directory, not a JSONL file")
         from toyopt.llm.models import check_model_dir
-        from toyopt.llm.setup import read_optima
+        from toyopt.llm.setup import rule_optima
 
-        read_optima(self.optima, objectives.names(self))  # its values now, not later
+        rule_optima(self)  # its values now, not later
         check_model_dir(self.model, "--model")
         if self.ref_model:
             check_model_dir(self.ref_model, "--ref-model")

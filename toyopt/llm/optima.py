@@ -6,7 +6,8 @@ Runs the trainer once per objective with the same config, on that objective only
 likewise; for K sources Mix with all the weight on one source), into ``OUT/optima-sft`` and
 ``OUT/optima-dpo`` (``OUT/optima-NAME``). f*_k is estimated as the mean training loss of
 objective k over the last 10 % of its run's steps — the quantity (a batch loss) that MAXRIGHT compares with f*_k — and
-``eval_k`` is the run's final held-out value (for optimality gaps on the eval sets).
+``eval_k`` is the run's final held-out value (for optimality gaps on the eval sets); with
+``validation_rows``, ``val_k`` is its final validation value (the f* MAXRIGHT then compares with).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def estimate(cfg: TrainConfig, out: Path, log=print) -> dict:
         losses = [r[f"loss_{k}"] for r in rows if f"loss_{k}" in r]
         tail = losses[-max(1, len(losses) // 10) :]
         result[k] = float(np.mean(tail))
-        result[f"eval_{k}"] = [r for r in rows if f"eval_{k}" in r][-1][f"eval_{k}"]
+        for split in ("eval", "val") if cfg.validation_rows else ("eval",):
+            result[f"{split}_{k}"] = [r for r in rows if f"{split}_{k}" in r][-1][f"{split}_{k}"]
     result["estimated_from"] = {
         "steps": cfg.steps,
         "model": cfg.model,

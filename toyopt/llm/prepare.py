@@ -3,7 +3,10 @@
 Missing sources fall back to the synthetic tasks (:mod:`toyopt.llm.synthetic`), written into the
 run directory so the run is self-contained. Without an eval file, a fixed share of the training
 rows is held out: row i goes to eval when uniform(0, i, SPLIT_STREAM) < eval_fraction, the same
-rows for every run and seed. Everything skipped or truncated is counted and reported.
+rows for every run and seed. With ``validation_rows`` N, N more rows (pairs) of each objective's
+training data become its validation split (what MAXRIGHT then compares): the N rows with the
+smallest uniform(0, i, VALIDATION_STREAM), again the same for every run and seed. Everything
+skipped or truncated is counted and reported.
 
 A preference pair whose chosen and rejected sequences are the same tokens after truncation to
 ``max_length`` gives DPO a constant loss (ln 2) and no gradient: it is refused (naming its file
@@ -26,6 +29,7 @@ from toyopt.llm.synthetic import make_data
 from toyopt.rng import uniform
 
 SPLIT_STREAM = 99
+VALIDATION_STREAM = 98
 Rows = list[tuple[list[int], list[int]]]
 
 
@@ -38,6 +42,7 @@ class Prepared:
     kinds: dict[str, str]  # objective name -> kind (sft or a preference loss)
     notes: list[str] = field(default_factory=list)
     fingerprint: dict = field(default_factory=dict)  # per split: source, sha256, rows
+    val: dict[str, Rows] = field(default_factory=dict)  # validation rows (empty: none)
 
     # the two objectives' rows under their usual names
     sft_train = property(lambda self: self.train["sft"])
@@ -73,6 +78,19 @@ def hold_out(examples: list, fraction: float) -> tuple[list, list]:
             f"cannot hold out {fraction:.0%} of {len(examples)} rows: give an eval file"
         )
     return train, evals
+
+
+def split_validation(examples: list, n: int, name: str) -> tuple[list, list]:
+    """(train, validation): ``n`` rows of ``examples`` by the fixed counter-based choice (see the
+    module docstring), both in their original order."""
+    if n >= len(examples):
+        raise DataError(
+            f"--validation-rows {n}: {name} has only {len(examples)} training rows after the"
+            " held-out split; give fewer validation rows"
+        )
+    picked = set(np.argsort(uniform(0, np.arange(len(examples)), VALIDATION_STREAM))[:n].tolist())
+    train = [e for i, e in enumerate(examples) if i not in picked]
+    return train, [e for i, e in enumerate(examples) if i in picked]
 
 
 def load(source: str, kind: str, cfg):
@@ -144,12 +162,16 @@ def prepare(cfg, tokenizer, run: Path) -> Prepared:
             examples[f"{name}_train"], examples[f"{name}_eval"] = hold_out(
                 loaded.examples, cfg.eval_fraction
             )
+        if cfg.validation_rows:
+            examples[f"{name}_train"], examples[f"{name}_val"] = split_validation(
+                examples[f"{name}_train"], cfg.validation_rows, f"{name}_train"
+            )
         for split, part in parts:
             if part.skipped:
                 notes.append(
                     f"{split}: skipped {part.skipped} bad rows (first: {part.skip_messages[0]})"
                 )
-        for split in ("train", "eval"):
+        for split in splits(cfg):
             key, exs = f"{name}_{split}", examples[f"{name}_{split}"]
             enc = (encode_pref if obj.preference else encode_sft)(tokenizer, exs, cfg.max_length)
             if obj.preference:
@@ -161,8 +183,14 @@ def prepare(cfg, tokenizer, run: Path) -> Prepared:
             rows[obj.name, split] = enc.rows
     if cfg.max_rows:
         notes.append(f"max_rows: each data file cut to its first {cfg.max_rows} rows")
-    prints = {key: fingerprint(src[key] or f"held out of {key[: -len('eval')]}train", exs)
+    prints = {key: fingerprint(src.get(key) or f"held out of {key.rpartition('_')[0]}_train", exs)
               for key, exs in examples.items()}  # fmt: skip
-    by = {split: {o.name: rows[o.name, split] for o in every} for split in ("train", "eval")}
+    by = {split: {o.name: rows[o.name, split] for o in every} for split in splits(cfg)}
     kinds = {o.name: o.kind for o in every}
-    return Prepared(by["train"], by["eval"], kinds, notes=notes, fingerprint=prints)
+    return Prepared(by["train"], by["eval"], kinds, notes=notes, fingerprint=prints,
+                    val=by.get("val", {}))  # fmt: skip
+
+
+def splits(cfg) -> tuple[str, ...]:
+    """The splits a run has: train and eval, and val with ``validation_rows``."""
+    return ("train", "eval", "val") if cfg.validation_rows else ("train", "eval")

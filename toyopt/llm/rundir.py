@@ -33,7 +33,7 @@ from toyopt import files as fs
 from toyopt.llm import objectives
 from toyopt.llm.checkpoint import CorruptFile, write_json
 from toyopt.llm.config import TrainConfig, save
-from toyopt.llm.setup import read_optima
+from toyopt.llm.setup import rule_optima
 
 MARKER = "toyopt-run.json"
 LOCK = ".toyopt.lock"
@@ -421,6 +421,6 @@ def start_run_dir(cfg: TrainConfig):
 def write_config(cfg: TrainConfig, run: Path) -> None:
     """The resolved config (and MAXRIGHT's optima) of a run that starts from step 0."""
     save(cfg, run)
-    optima = read_optima(cfg.optima, objectives.names(cfg)) if cfg.rule == "maxright" else None
+    optima = rule_optima(cfg) if cfg.rule == "maxright" else None
     if optima is not None:
         write_json(run / "optima.json", optima)

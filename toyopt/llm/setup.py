@@ -40,6 +40,7 @@ class Reference:
     train: dict[str, torch.Tensor] | None
     eval: dict[str, torch.Tensor]
     fn: object | None = None
+    val: dict[str, torch.Tensor] | None = None  # the validation pairs' (validation_rows)
 
 
 def ref_key(split: str, name: str) -> str:
@@ -58,7 +59,8 @@ def reference(cfg, model, tok, data, run: Path, device) -> Reference:
     ignores them: one pass, and its evaluation rows report the same margins)."""
     path = run / "ref_logps.pt"
     prefs = [k for k, kind in data.kinds.items() if kind != "sft"]
-    keys = [ref_key(split, k) for k in prefs for split in ("train", "eval")]
+    names = ("train", "eval", "val") if data.val else ("train", "eval")
+    keys = [ref_key(split, k) for k in prefs for split in names]
     if cfg.ref_model:
         ref_model, ref_tok = load_model(cfg.ref_model)
         if len(ref_tok) != len(tok):
@@ -76,17 +78,17 @@ def reference(cfg, model, tok, data, run: Path, device) -> Reference:
         saved = read_reference(path, keys)
     else:
         pad, size = tok.pad_token_id, cfg.eval_batch_size
-        splits = {"train": data.train, "eval": data.eval}
+        splits = {"train": data.train, "eval": data.eval, "val": data.val}
         saved = {ref_key(split, k): pair_logps(fn, splits[split][k], pad, size, device)
-                 for k in prefs for split in ("train", "eval")}  # fmt: skip
+                 for k in prefs for split in names}  # fmt: skip
         write_with(path, lambda tmp: torch.save(saved, tmp), root=run)  # never through a link
-    by = {split: {k: saved[ref_key(split, k)] for k in prefs} for split in ("train", "eval")}
+    by = {split: {k: saved[ref_key(split, k)] for k in prefs} for split in names}
     if cfg.precompute_ref:
-        return Reference(by["train"], by["eval"])
+        return Reference(by["train"], by["eval"], val=by.get("val"))
     if not (cfg.ref_model or cfg.lora):  # keep a frozen copy of the starting model
         frozen = load_model(cfg.model)[0].eval().to(device)
         fn = reference_fn(frozen, use_adapters_off=False)
-    return Reference(None, by["eval"], fn)
+    return Reference(None, by["eval"], fn, by.get("val"))
 
 
 def read_reference(path: Path, keys=("train", "eval")) -> dict[str, torch.Tensor]:
@@ -103,11 +105,12 @@ def read_reference(path: Path, keys=("train", "eval")) -> dict[str, torch.Tensor
     return saved
 
 
-def read_optima(spec: str, names=("sft", "dpo")) -> dict[str, float] | None:
+def read_optima(spec: str, names=("sft", "dpo"), split: str = "") -> dict[str, float] | None:
     """``'zero'`` → f* = 0 for every objective; else a JSON file with a number per objective
     name, e.g. 'sft' and 'dpo' (and optionally 'eval_NAME'): finite real numbers >= 0, since every
     objective is a loss that is never negative (a negative log-likelihood, a -log sigmoid, a
-    square, a hinge)."""
+    square, a hinge). ``split='val'`` reads the validation values 'val_NAME' instead (what
+    MAXRIGHT compares with ``validation_rows``)."""
     if not spec:
         return None
     if spec == "zero":
@@ -124,10 +127,16 @@ def read_optima(spec: str, names=("sft", "dpo")) -> dict[str, float] | None:
     if not isinstance(data, dict):
         shape = ", ".join(f"'{k}': f*" for k in names)
         raise ValueError(f"{path}: expected a JSON object {{{shape}}}")
-    for k in (*names, *(f"eval_{k}" for k in names)):
+    fields = [f"{split}_{k}" if split else k for k in names]
+    for k in (*fields, *(f"eval_{k}" for k in names)):
         if k not in data:
             if k.startswith("eval_"):  # optional: the held-out values
                 continue
+            if split:
+                raise ValueError(
+                    f"{path}: field '{k}' is missing (f* of each of {', '.join(names)} on the"
+                    " validation split): estimate the optima with the same --validation-rows"
+                )
             raise ValueError(f"{path}: field '{k}' is missing (f* of each of {', '.join(names)})")
         value = data[k]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -139,20 +148,27 @@ def read_optima(spec: str, names=("sft", "dpo")) -> dict[str, float] | None:
                 f"{path}: field '{k}' is {value}, but f* is the minimum of a loss that is never"
                 " negative: give a value >= 0 (python -m toyopt.llm optima estimates it)"
             )
-    return {k: float(data[k]) for k in names}
+    return {k: float(data[f]) for k, f in zip(names, fields)}
+
+
+def rule_optima(cfg) -> dict[str, float] | None:
+    """The f* the run's MAXRIGHT compares with: ``cfg.optima``'s training-loss estimates, or with
+    ``validation_rows`` its validation values (other rules ignore f*)."""
+    split = "val" if cfg.validation_rows and cfg.rule == "maxright" else ""
+    return read_optima(cfg.optima, objectives.names(cfg), split)
 
 
 def build_rule(cfg) -> Rule:
     """``cfg.rule`` for sft and dpo at λ = ``cfg.lam``, or for the named objectives of a run
     with K sources at ``cfg.weights`` (:func:`toyopt.rules.make_weighted_rule`)."""
+    optima = rule_optima(cfg)
     if not objectives.is_k(cfg):
-        optima = read_optima(cfg.optima)
         return make_rule(cfg.rule, cfg.lam, cfg.steps, cfg.switch, optima, cfg.refresh_every)
     names = objectives.names(cfg)
     return make_weighted_rule(
         cfg.rule, {k: cfg.weights[k] for k in names}, cfg.steps, order=tuple(cfg.stage_order()),
         lengths=cfg.stages(),
-        optima=read_optima(cfg.optima, names), refresh_every=cfg.refresh_every,
+        optima=optima, refresh_every=cfg.refresh_every,
     )  # fmt: skip
 
 

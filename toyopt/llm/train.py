@@ -152,6 +152,9 @@ class Run:
             pad_id=self.tok.pad_token_id, ref_fn=self.ref.fn,
             max_grad_norm=cfg.max_grad_norm or None, engine=engine, objectives=sources,
         )  # fmt: skip
+        if self.data.val:  # MAXRIGHT compares validation values (validation_rows)
+            self.backend.compare = lambda: {k.removeprefix("val_"): v
+                                            for k, v in self.scores("val").items()}  # fmt: skip
         self.schedule = build_schedule(cfg, self.rule)
         self.state, self.start, self.choices = self.rule.init(np.array([cfg.seed])), 0, []
         self.fingerprint = engine.from_main(self._fingerprint)
@@ -226,11 +229,19 @@ class Run:
         self.backend.next_step = self.start  # values() reads the batches of this step
         return saved["wall_time"], saved["metrics"]
 
+    def scores(self, split: str) -> dict[str, float]:
+        """``{split}_NAME``: every objective on the whole held-out (eval) or validation (val)
+        split."""
+        rows, ref = getattr(self.data, split), getattr(self.ref, split) or {}
+        sets = {k: (rows[k], ref.get(k), self.losses.get(k)) for k in self.data.kinds}
+        scores = evaluate_objectives(self.model, sets, self.tok.pad_token_id,
+                                     self.cfg.eval_batch_size, self.engine)  # fmt: skip
+        return {f"{split}_{k.removeprefix('eval_')}": v for k, v in scores.items()}
+
     def evaluation(self, s: int) -> None:
-        d, c = self.data, self.cfg
-        sets = {k: (d.eval[k], self.ref.eval.get(k), self.losses.get(k)) for k in d.kinds}
-        scores = evaluate_objectives(self.model, sets, self.tok.pad_token_id, c.eval_batch_size,
-                                     self.engine)  # fmt: skip
+        scores = self.scores("eval")
+        if self.data.val:
+            scores.update(self.scores("val"))
         row = {"step": s, **scores, "wall_time": time.perf_counter() - self.clock}
         self.record({**row, **peak_memory(), "processes": self.engine.num_processes})
 
