@@ -81,7 +81,7 @@ import numpy as np
 
 from benchmarks.common import robust_mean, run_worker, table
 from benchmarks.gpu_run import build_model_dir, write_data
-from benchmarks.rules_cost import RULES, same_steps_cost, type_means
+from benchmarks.rules_cost import DEFAULT_RULES, RULES, same_steps_cost, type_means
 
 SIZES = {  # the model of the check, and the tiny one of --cpu-smoke
     "gpu": dict(hidden=1024, layers=24, heads=16, kv_heads=16, intermediate=2816, vocab=32000),
@@ -324,7 +324,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--rules",
         nargs="+",
         choices=list(RULES),
-        default=list(RULES),
+        default=DEFAULT_RULES,
         help="rules to run (sequential, the baseline, always runs)",
     )
     p.add_argument("--out", default="gpu_check.md", help="markdown file for the tables")

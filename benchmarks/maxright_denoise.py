@@ -6,6 +6,10 @@ to compare, the step itself unchanged (the step's own batch, one gradient). ``MA
   batch values (bias-corrected as Adam's moments), compared instead of the batch values; free.
 - ``batch:N``: both values on an N-row batch (N pairs for DPO) drawn from the training set at each
   step, instead of the step's 8 rows; N/8 times the forward passes of a value refresh.
+- ``heldout:N``: both values on N rows (pairs) of the *held-out* sets drawn at each step, to be
+  compared with held-out optima (give ``--optima`` a file whose ``sft``/``dpo`` are the held-out
+  values). An upper bound on what comparing values on a validation split could do for the
+  held-out gap: the rule then sees the very rows it is scored on.
 
 Runs ``toyopt-llm`` with every argument passed through, MAXRIGHT replaced by this variant; the
 other rules are unchanged. For example::
@@ -27,15 +31,16 @@ import torch
 import toyopt.llm.setup as setup
 import toyopt.llm.train as train
 from toyopt.llm.__main__ import main
-from toyopt.llm.backend import LMBackend, batch_indices, target_tokens
+from toyopt.llm.backend import LMBackend, Objective, batch_indices, target_tokens
+from toyopt.llm.objectives import batch_stream
 from toyopt.rng import STREAM_BATCH
 from toyopt.rules import OBJECTIVES, MaxRight, larger_gap, weighted_gaps
 
 KIND, _, ARG = os.environ.get("MAXRIGHT_DENOISE", "ema:0.9").partition(":")
-if KIND not in ("ema", "batch"):
-    raise SystemExit(f"MAXRIGHT_DENOISE={KIND}:{ARG}: give ema:B or batch:N")
+if KIND not in ("ema", "batch", "heldout"):
+    raise SystemExit(f"MAXRIGHT_DENOISE={KIND}:{ARG}: give ema:B, batch:N or heldout:N")
 BETA = float(ARG) if KIND == "ema" else 0.0
-WIDE = int(ARG) if KIND == "batch" else 0
+WIDE = int(ARG) if KIND in ("batch", "heldout") else 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,39 @@ class WideValues(LMBackend):
         return {"sft": np.array([sft]), "dpo": np.array([dpo])}
 
 
+class HeldOutValues(LMBackend):
+    """``values()`` on WIDE rows (pairs) of the held-out sets drawn at each step (one process);
+    ``held``: the held-out :class:`Objective` of each name, attached after the run is built."""
+
+    held: dict[str, Objective] = {}
+
+    def values(self):
+        step, out = self.next_step, {}
+        with torch.no_grad():
+            for name, obj in self.held.items():
+                n = len(obj.rows) if obj.kind == "sft" else len(obj.rows) // 2
+                idx = batch_indices(self.seed, step, n, WIDE, obj.stream)
+                if obj.kind == "sft":
+                    total = max(target_tokens([obj.rows[i] for i in idx]), 1)
+                    out[name] = float(self.sft_share(obj, idx, total))
+                else:
+                    out[name] = float(self.pair_share(obj, idx)) * self.batch_size / WIDE
+        return {k: np.array([v]) for k, v in out.items()}
+
+
+def attach_held_out(build):
+    """Wrap ``Run._build`` to hand the backend the held-out rows and reference log-probs."""
+
+    def _build(self, cfg, engine):
+        build(self, cfg, engine)
+        ref = self.ref.eval or {}
+        self.backend.held = {k: Objective(kind, self.data.eval[k], batch_stream(k), ref.get(k),
+                                          self.losses.get(k))
+                             for k, kind in self.data.kinds.items()}  # fmt: skip
+
+    return _build
+
+
 def build_rule(cfg):
     rule = setup.build_rule(cfg)
     return EmaMaxRight(rule.lam, rule.optima) if cfg.rule == "maxright" else rule
@@ -79,6 +117,9 @@ def build_rule(cfg):
 if __name__ == "__main__":
     if KIND == "ema":
         train.build_rule = build_rule  # the trainer's own name for it
-    else:
+    elif KIND == "batch":
         train.LMBackend = WideValues  # only MAXRIGHT asks for values
+    else:
+        train.LMBackend = HeldOutValues
+        train.Run._build = attach_held_out(train.Run._build)
     sys.exit(main(sys.argv[1:]))

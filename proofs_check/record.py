@@ -56,6 +56,8 @@ KINDS: dict[str, str] = {
     "L2 near Mix": "ALRIGHT's (MAXRIGHT's) held-out f_mix within the stated tolerance of Mix's",
     "L3 ideal distance order": "every joint rule ends closer to the ideal point than sequential",
     "L4 MAXRIGHT's target": "MAXRIGHT's training-set Chebyshev gap is the smallest, within 10 %",
+    "L5 MAXRIGHT's held-out target": "MAXRIGHT comparing a validation split: its held-out"
+    " Chebyshev gap is the smallest, within 10 %",
 }
 
 

@@ -37,6 +37,14 @@ def test_rules_cost_counts_forward_passes():
     assert got["maxright K=10"][5:7] == ["1.10", "1.00"]
 
 
+def test_rules_cost_counts_the_validation_passes_of_maxright():
+    args = ["--steps", "4", "--warmup", "0", "--repeats", "1", "--mem-steps", "2"]
+    args += ["--mem-repeats", "1", "--batch-size", "2", "--rules", "maxright validation 16"]
+    got = {r[0]: r for r in rows(rules_cost.main(args))}
+    # the step's own forward and, per objective, the 16 rows (pairs) in one chunk of the split
+    assert got["maxright validation 16"][5:7] == ["3.00", "1.00"]
+
+
 def test_rules_cost_workers_count_mix_backwards_and_measure_the_summed_design():
     setup = {"model": "tiny", "threads": 1, "batch_size": 2}  # in this process: seconds
     timed = rules_cost.timing_worker(["sequential", "mix"], 2, 0, setup)
@@ -102,7 +110,7 @@ def test_gpu_check_cpu_smoke_trains_every_rule_and_writes_the_table(tmp_path):
         out.read_text() == text and "Command: `python -m benchmarks.gpu_check --cpu-smoke" in text
     )
     table = [r for r in rows(text) if len(r) == 11]
-    assert [r[0] for r in table] == list(rules_cost.RULES)  # one row per rule, none failed
+    assert [r[0] for r in table] == rules_cost.DEFAULT_RULES  # one row per rule, none failed
     got = {r[0]: r for r in table}
     assert got["sequential"][1] == "2/2/0" and got["mix"][1] == "0/0/4"
     assert all(r[5] == "n/a" and float(r[2]) > 0 and float(r[6]) > 0 for r in table)
