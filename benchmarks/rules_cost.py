@@ -275,6 +275,8 @@ def report(timing: list[dict], memory: dict[str, list[dict]], a) -> str:
            f"{a.repeats} --mem-steps {a.mem_steps} --mem-repeats {a.mem_repeats}")  # fmt: skip
     if a.model != "tiny":
         cmd += f" --model {a.model} --threads {a.threads}"
+    if a.rules != DEFAULT_RULES:
+        cmd += " --rules " + " ".join(f'"{r}"' if " " in r else r for r in a.rules)
     what = "tiny model" if a.model == "tiny" else "SmolLM2-135M-Instruct, LoRA r = 16 (all linear)"
     threads = a.threads or (1 if a.model == "tiny" else "torch's default")
     text = (
