@@ -88,7 +88,8 @@ def emit(text: str, block: str, path: Path | None) -> None:
 def run_all(quick: bool, only: str | None, parser: argparse.ArgumentParser) -> list[Record]:
     todo = jobs(quick=quick)
     if only:
-        key = "L" if only.upper() in ("L1", "L2", "L3", "L4", "L5") else only.upper()  # one job: L1-L5
+        # L1-L5 are one job
+        key = "L" if only.upper() in ("L1", "L2", "L3", "L4", "L5") else only.upper()
         todo = [j for j in todo if j[0].split()[0] == key]
         if not todo:
             parser.error(f"--only: unknown claim {only!r}; choose one of {', '.join(CLAIMS)}")

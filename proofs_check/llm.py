@@ -228,7 +228,9 @@ def held_out_target(lam: float, runs: Mapping[str, Result], compared: Result,
                     star: Mapping[str, float], rows: int) -> Record:  # fmt: skip
     """L5: the held-out Chebyshev gap of MAXRIGHT comparing ``rows`` validation rows (0: the
     step's training batches) is at most 1.1 × the smallest of the other four rules'."""
-    others = {r: chebyshev(lam, runs[r].end, star) for r in (*SEQUENTIAL, *JOINT) if r != "maxright"}
+    others = {
+        r: chebyshev(lam, runs[r].end, star) for r in (*SEQUENTIAL, *JOINT) if r != "maxright"
+    }
     best = min(others, key=others.get)
     gap = chebyshev(lam, compared.end, star)
     how = f"a {rows}-row validation split" if rows else "the step's training batches"
