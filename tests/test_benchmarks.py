@@ -239,3 +239,22 @@ def test_every_benchmarks_md_section_states_its_provenance():
     stamped = run_all.stamped("### A table\n\n| a |\n|---|\n| 1 |\n", ["--threads", "1"])
     note = stamped.splitlines()[-1]
     assert note.startswith("Provenance: commit ") and "torch " in note and "1 thread(s)" in note
+
+
+def test_maxright_target_scores_a_study_on_its_sets_and_fresh_rows(tmp_path):
+    from benchmarks import maxright_target
+    from toyopt.llm.__main__ import main as llm
+
+    out = tmp_path / "study"
+    args = ["study", "--model", "tiny", "--steps", "4", "--eval-every", "4", "--lams", "0.5",
+            "--seeds", "1", "--rules", "maxright,mix", "--max-rows", "24", "--batch-size", "2",
+            "--threads", "1", "--no-progress", "--output-dir", str(out)]  # fmt: skip
+    assert llm(args) == 0
+    text = maxright_target.main([str(out), "--fresh", "16"])
+    assert "--fresh 16`" in text and re.search(r"16 fresh [01]/1\.", text)
+    (row,) = [r for r in rows(text) if r[0] == "0.5"]
+    assert len(row) == 2 + 3 * 3 + 2  # λ, seed; train, held-out, fresh; SFT share, switches
+    for i in (4, 7, 10):  # each ratio is MAXRIGHT's gap over Mix's, the only other rule
+        assert row[i - 1].startswith("mix ")
+        ratio = float(row[i - 2]) / float(row[i - 1][4:])
+        assert float(row[i]) == pytest.approx(ratio, rel=0.02, abs=0.01)
