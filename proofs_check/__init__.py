@@ -1,5 +1,5 @@
 """Numerical checks of the paper's claims C1–C6 with explicit constants, and of its
-language-model claims L1–L5 on the tiny model (:mod:`proofs_check.llm`).
+language-model claims L1–L6 on the tiny model (:mod:`proofs_check.llm`).
 
 One module per claim (``c1_sequential`` … ``c6_tradeoff``); each check returns
 :class:`proofs_check.record.Record` objects. ``python -m proofs_check`` runs them all.

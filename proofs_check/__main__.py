@@ -88,8 +88,8 @@ def emit(text: str, block: str, path: Path | None) -> None:
 def run_all(quick: bool, only: str | None, parser: argparse.ArgumentParser) -> list[Record]:
     todo = jobs(quick=quick)
     if only:
-        # L1-L5 are one job
-        key = "L" if only.upper() in ("L1", "L2", "L3", "L4", "L5") else only.upper()
+        # L1-L6 are one job
+        key = "L" if only.upper() in ("L1", "L2", "L3", "L4", "L5", "L6") else only.upper()
         todo = [j for j in todo if j[0].split()[0] == key]
         if not todo:
             parser.error(f"--only: unknown claim {only!r}; choose one of {', '.join(CLAIMS)}")
@@ -111,7 +111,7 @@ def command(argv: list[str] | None) -> int:
         prog="proofs_check",
         description=(
             "Numerical checks of the paper's claims C1-C6 with explicit constants, and of its"
-            " language-model claims L1-L5 on the tiny model."
+            " language-model claims L1-L6 on the tiny model."
         ),
         epilog="\n".join(f"{k}: {v}" for k, v in CLAIMS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -248,23 +248,29 @@ def llm_variants() -> list[Variant]:
     mixing = {
         f"sequential-{a}-{b}": mixing_second_stage(a) for a, b in (("sft", "dpo"), ("dpo", "sft"))
     }
+    alone = dict(validation_rows=None, maxright_steps=None)  # without L5's and L6's extra runs
     return [
         Variant("L1 sequential whose second stage also trains the first objective (Mix)",
-                ("L1 forgetting",), lambda: llm.check_llm((0.5,), mixing, validation_rows=None),
+                ("L1 forgetting",), lambda: llm.check_llm((0.5,), mixing, **alone),
                 holds=("L2 near Mix",)),
         Variant("L2 ALRIGHT with a biased coin (λ+0.25)", ("L2 near Mix",),
                 lambda: llm.check_llm((0.5,), {"alright": lambda lam, s: AlRight(lam + 0.25)},
-                                      validation_rows=None),
+                                      **alone),
                 holds=("L1 forgetting", "L3 ideal distance order")),
         Variant("L3 ALRIGHT whose coin always lands on DPO", ("L3 ideal distance order",),
                 lambda: llm.check_llm((0.5,), {"alright": lambda lam, s: AlRight(1.0)},
-                                      validation_rows=None),
+                                      **alone),
                 holds=("L1 forgetting",)),
         Variant("L4 MAXRIGHT weighing the objectives with 1 − λ", ("L4 MAXRIGHT's target",),
                 lambda: llm.check_llm((0.25,), {"maxright": lambda lam, s: MaxRightOtherWeights(1 - lam, ZERO)},
-                                      validation_rows=None),
+                                      **alone),
                 holds=("L1 forgetting",)),
         Variant("L5 MAXRIGHT comparing the step's training batches (no validation split)",
                 ("L5 MAXRIGHT's held-out target",),
-                lambda: llm.check_llm((0.25,), validation_rows=0), holds=("L4 MAXRIGHT's target",)),
+                lambda: llm.check_llm((0.25,), validation_rows=0, maxright_steps=None),
+                holds=("L4 MAXRIGHT's target",)),
+        Variant("L6 MAXRIGHT at Mix's step count (half Mix's gradients)",
+                ("L6 MAXRIGHT at Mix's gradient count",),
+                lambda: llm.check_llm((0.75,), validation_rows=None, maxright_steps=llm.STEPS),
+                holds=("L1 forgetting",)),
     ]  # fmt: skip

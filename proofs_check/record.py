@@ -58,6 +58,8 @@ KINDS: dict[str, str] = {
     "L4 MAXRIGHT's target": "MAXRIGHT's training-set Chebyshev gap is the smallest, within 10 %",
     "L5 MAXRIGHT's held-out target": "MAXRIGHT comparing a validation split: its held-out"
     " Chebyshev gap is the smallest, within 10 %",
+    "L6 MAXRIGHT at Mix's gradient count": "MAXRIGHT given Mix's number of gradients (twice the"
+    " steps): its training-set Chebyshev gap is below Mix's",
 }
 
 
