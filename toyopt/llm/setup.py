@@ -14,6 +14,7 @@ from toyopt.llm import objectives
 from toyopt.llm.checkpoint import CorruptFile
 from toyopt.llm.models import add_lora, load_model
 from toyopt.llm.optim import GradientMemory, MixAdam, MixClip, SplitState
+from toyopt.llm.prepare import splits
 from toyopt.llm.scoring import pair_logps, reference_fn
 from toyopt.rules import Rule, make_rule, make_weighted_rule
 from toyopt.schedules import Restarted, Schedule
@@ -59,7 +60,7 @@ def reference(cfg, model, tok, data, run: Path, device) -> Reference:
     ignores them: one pass, and its evaluation rows report the same margins)."""
     path = run / "ref_logps.pt"
     prefs = [k for k, kind in data.kinds.items() if kind != "sft"]
-    names = ("train", "eval", "val") if data.val else ("train", "eval")
+    names = splits(cfg)
     keys = [ref_key(split, k) for k in prefs for split in names]
     if cfg.ref_model:
         ref_model, ref_tok = load_model(cfg.ref_model)
@@ -78,8 +79,7 @@ def reference(cfg, model, tok, data, run: Path, device) -> Reference:
         saved = read_reference(path, keys)
     else:
         pad, size = tok.pad_token_id, cfg.eval_batch_size
-        splits = {"train": data.train, "eval": data.eval, "val": data.val}
-        saved = {ref_key(split, k): pair_logps(fn, splits[split][k], pad, size, device)
+        saved = {ref_key(split, k): pair_logps(fn, getattr(data, split)[k], pad, size, device)
                  for k in prefs for split in names}  # fmt: skip
         write_with(path, lambda tmp: torch.save(saved, tmp), root=run)  # never through a link
     by = {split: {k: saved[ref_key(split, k)] for k in prefs} for split in names}

@@ -153,8 +153,7 @@ class Run:
             max_grad_norm=cfg.max_grad_norm or None, engine=engine, objectives=sources,
         )  # fmt: skip
         if self.data.val:  # MAXRIGHT compares validation values (validation_rows)
-            self.backend.compare = lambda: {k.removeprefix("val_"): v
-                                            for k, v in self.scores("val").items()}  # fmt: skip
+            self.backend.compare = lambda: self.scores("val")
         self.schedule = build_schedule(cfg, self.rule)
         self.state, self.start, self.choices = self.rule.init(np.array([cfg.seed])), 0, []
         self.fingerprint = engine.from_main(self._fingerprint)
@@ -230,18 +229,17 @@ class Run:
         return saved["wall_time"], saved["metrics"]
 
     def scores(self, split: str) -> dict[str, float]:
-        """``{split}_NAME``: every objective on the whole held-out (eval) or validation (val)
+        """{NAME: value}: every objective on the whole held-out (eval) or validation (val)
         split."""
         rows, ref = getattr(self.data, split), getattr(self.ref, split) or {}
         sets = {k: (rows[k], ref.get(k), self.losses.get(k)) for k in self.data.kinds}
         scores = evaluate_objectives(self.model, sets, self.tok.pad_token_id,
                                      self.cfg.eval_batch_size, self.engine)  # fmt: skip
-        return {f"{split}_{k.removeprefix('eval_')}": v for k, v in scores.items()}
+        return {k.removeprefix("eval_"): v for k, v in scores.items()}
 
     def evaluation(self, s: int) -> None:
-        scores = self.scores("eval")
-        if self.data.val:
-            scores.update(self.scores("val"))
+        splits = ("eval", "val") if self.data.val else ("eval",)
+        scores = {f"{split}_{k}": v for split in splits for k, v in self.scores(split).items()}
         row = {"step": s, **scores, "wall_time": time.perf_counter() - self.clock}
         self.record({**row, **peak_memory(), "processes": self.engine.num_processes})
 
