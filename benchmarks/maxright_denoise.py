@@ -33,7 +33,6 @@ import toyopt.llm.train as train
 from toyopt.llm.__main__ import main
 from toyopt.llm.backend import LMBackend, Objective, batch_indices, target_tokens
 from toyopt.llm.objectives import batch_stream
-from toyopt.rng import STREAM_BATCH
 from toyopt.rules import OBJECTIVES, MaxRight, larger_gap, weighted_gaps
 
 KIND, _, ARG = os.environ.get("MAXRIGHT_DENOISE", "ema:0.9").partition(":")
@@ -63,29 +62,16 @@ class EmaMaxRight(MaxRight):
 
 
 class WideValues(LMBackend):
-    """``values()`` on WIDE rows (pairs) of the training set drawn at each step (one process)."""
+    """``values()`` on WIDE rows (pairs) of each objective drawn at each step (one process), from
+    its training set, or with ``held`` (the held-out :class:`Objective` of each name, attached
+    after the run is built: ``heldout:N``) from its held-out set."""
 
-    def values(self):
-        step = self.next_step
-        rows = batch_indices(self.seed, step, len(self.sft_rows), WIDE, STREAM_BATCH["sft"])
-        pairs = batch_indices(self.seed, step, len(self.pref_rows) // 2, WIDE, STREAM_BATCH["dpo"])
-        total = max(target_tokens([self.sft_rows[i] for i in rows]), 1)
-        with torch.no_grad():
-            sft = float(self.sft_share(rows, total))
-            dpo = float(self.dpo_share(pairs)) * self.batch_size / WIDE
-        return {"sft": np.array([sft]), "dpo": np.array([dpo])}
-
-
-class HeldOutValues(LMBackend):
-    """``values()`` on WIDE rows (pairs) of the held-out sets drawn at each step (one process);
-    ``held``: the held-out :class:`Objective` of each name, attached after the run is built."""
-
-    held: dict[str, Objective] = {}
+    held: dict[str, Objective] | None = None
 
     def values(self):
         step, out = self.next_step, {}
         with torch.no_grad():
-            for name, obj in self.held.items():
+            for name, obj in (self.held or self.by_name).items():
                 n = len(obj.rows) if obj.kind == "sft" else len(obj.rows) // 2
                 idx = batch_indices(self.seed, step, n, WIDE, obj.stream)
                 if obj.kind == "sft":
@@ -117,9 +103,8 @@ def build_rule(cfg):
 if __name__ == "__main__":
     if KIND == "ema":
         train.build_rule = build_rule  # the trainer's own name for it
-    elif KIND == "batch":
-        train.LMBackend = WideValues  # only MAXRIGHT asks for values
     else:
-        train.LMBackend = HeldOutValues
-        train.Run._build = attach_held_out(train.Run._build)
+        train.LMBackend = WideValues  # only MAXRIGHT asks for values
+        if KIND == "heldout":
+            train.Run._build = attach_held_out(train.Run._build)
     sys.exit(main(sys.argv[1:]))
