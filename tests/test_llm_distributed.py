@@ -118,6 +118,21 @@ def trainable(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
     )
 
 
+def one_and_two(tmp_path, **kw) -> tuple[list[dict], list[dict]]:
+    """The metrics rows (engine fields dropped) of the config ``kw`` trained on one process and
+    on two (``accelerate launch``)."""
+    one = run(config(tmp_path, "one", **kw), log=lambda s: None)
+    two_cfg = config(tmp_path, "two", **kw)
+    launch(cli(two_cfg))
+    return rows_of(one, drop=ENGINE), rows_of(Path(two_cfg.output_dir), drop=ENGINE)
+
+
+def largest_difference(a: list[dict], b: list[dict], prefixes: tuple[str, ...]) -> float:
+    """The largest difference between two runs' rows in the fields whose names start with one of
+    ``prefixes``."""
+    return max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x if k.startswith(prefixes))
+
+
 def test_two_processes_choose_and_train_as_one_and_resume_exactly(tmp_path):
     optima = tmp_path / "optima.json"
     optima.write_text(json.dumps({"sft": 5.0, "dpo": 0.0}))  # both objectives get chosen
@@ -132,10 +147,7 @@ def test_two_processes_choose_and_train_as_one_and_resume_exactly(tmp_path):
     assert [r.get("objective") for r in a] == [r.get("objective") for r in b]
     assert {"sft", "dpo"} <= {r.get("objective") for r in a}
     assert [sorted(r) for r in a] == [sorted(r) for r in b]  # same rows, each written once
-    diff = max(
-        abs(x[k] - y[k]) for x, y in zip(a, b) for k in x if k.startswith(("loss", "value", "eval"))
-    )
-    assert diff < LOSS_TOL
+    assert largest_difference(a, b, ("loss", "value", "eval")) < LOSS_TOL
     p1, p2 = trainable(one, 10), trainable(two, 10)
     assert max(float((p1[k] - p2[k]).abs().max()) for k in p1) < PARAM_TOL
     saved = json.loads((two / "checkpoints" / "step-000010" / "state.json").read_text())
@@ -161,16 +173,11 @@ def test_two_processes_compare_the_validation_split_as_one(tmp_path):
     optima.write_text(json.dumps({"sft": 0.0, "dpo": 0.0, "val_sft": 5.0, "val_dpo": 0.0}))
     kw = dict(rule="maxright", optima=str(optima), validation_rows=7, lr=3e-3, steps=8,
               batch_size=8, eval_every=8, max_rows=64, precision="fp32")  # fmt: skip
-    one = run(config(tmp_path, "one", **kw), log=lambda s: None)
-    two_cfg = config(tmp_path, "two", **kw)
-    launch(cli(two_cfg))
-    a, b = rows_of(one, drop=ENGINE), rows_of(Path(two_cfg.output_dir), drop=ENGINE)
+    a, b = one_and_two(tmp_path, **kw)
     assert [r.get("objective") for r in a] == [r.get("objective") for r in b]
     assert {"sft", "dpo"} <= {r.get("objective") for r in a}
     assert any("val_sft" in r for r in a) and [sorted(r) for r in a] == [sorted(r) for r in b]
-    diff = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x
-               if k.startswith(("loss", "value", "val_", "eval")))  # fmt: skip
-    assert diff < LOSS_TOL
+    assert largest_difference(a, b, ("loss", "value", "val_", "eval")) < LOSS_TOL
 
 
 def test_two_processes_mix_with_lora_and_a_per_batch_reference_match_one(tmp_path):
@@ -178,13 +185,9 @@ def test_two_processes_mix_with_lora_and_a_per_batch_reference_match_one(tmp_pat
     reference scored per micro-batch by the adapters-off model."""
     kw = dict(rule="mix", lam=0.4, lora=True, lora_r=4, precompute_ref=False, lr=3e-3, steps=4,
               batch_size=8, eval_every=4, max_rows=64, precision="fp32")  # fmt: skip
-    one = run(config(tmp_path, "one", **kw), log=lambda s: None)
-    two_cfg = config(tmp_path, "two", **kw)
-    launch(cli(two_cfg))
-    a, b = rows_of(one, drop=ENGINE), rows_of(Path(two_cfg.output_dir), drop=ENGINE)
+    a, b = one_and_two(tmp_path, **kw)
     assert [sorted(r) for r in a] == [sorted(r) for r in b] and any("loss_dpo" in r for r in a)
-    diff = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x if k.startswith(("loss", "eval")))
-    assert diff < LOSS_TOL
+    assert largest_difference(a, b, ("loss", "eval")) < LOSS_TOL
 
 
 def test_two_processes_run_alright_mix_clip_as_one(tmp_path):
@@ -192,14 +195,10 @@ def test_two_processes_run_alright_mix_clip_as_one(tmp_path):
     process holds the averaged gradient, so the clipping factor is the single process's."""
     kw = dict(rule="alright", alright_step="mix-clip", lr=3e-3, steps=6, batch_size=8,
               eval_every=6, max_rows=64, precision="fp32", max_grad_norm=0.5)  # fmt: skip
-    one = run(config(tmp_path, "one", **kw), log=lambda s: None)
-    two_cfg = config(tmp_path, "two", **kw)
-    launch(cli(two_cfg))
-    a, b = rows_of(one, drop=ENGINE), rows_of(Path(two_cfg.output_dir), drop=ENGINE)
+    a, b = one_and_two(tmp_path, **kw)
     assert [r.get("objective") for r in a] == [r.get("objective") for r in b]
     assert {"sft", "dpo"} <= {r.get("objective") for r in a}
-    diff = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x if k.startswith(("loss", "eval")))
-    assert diff < LOSS_TOL
+    assert largest_difference(a, b, ("loss", "eval")) < LOSS_TOL
 
 
 def test_fsdp2_on_cpu_processes_is_refused_not_run_as_another_engine(tmp_path):
