@@ -74,7 +74,7 @@ EQUAL_GRADIENT_LAMS = (0.75,)  # L6's λ
 FORGET, REL, ABS, CHEBYSHEV = 0.5, 0.15, 0.05, 1.1
 SEQUENTIAL = ("sequential-sft-dpo", "sequential-dpo-sft")
 JOINT = ("alright", "maxright", "mix")
-SINGLE = {"sft": ("sequential-sft-dpo", STEPS), "dpo": ("sequential-dpo-sft", STEPS)}
+SINGLE = {"sft": "sequential-sft-dpo", "dpo": "sequential-dpo-sft"}  # with the switch at the end
 
 
 def available() -> bool:
@@ -188,32 +188,23 @@ def check_llm(lams: Iterable[float] = LAMS, replace: Mapping[str, Callable] | No
     training batches, the plain run of L4, a broken variant); None leaves L5 out.
     ``maxright_steps``: L6's MAXRIGHT budget (``STEPS``: L4's run, a broken variant); None leaves
     L6 out."""
-    single = {k: Spec(rule, 0.5, switch) for k, (rule, switch) in SINGLE.items()}
-    train_all(single.values(), progress)
-    star = {k: _DONE[s].end[("sft", "dpo").index(k)] for k, s in single.items()}
-    optima = (_DONE[single["sft"]].tail_loss["sft"], _DONE[single["dpo"]].tail_loss["dpo"])
-    fit_star = {k: _DONE[single[k]].fit[i] for i, k in enumerate(("sft", "dpo"))}  # L4's f*
+    single = single_runs(progress)
+    star = {k: single[k].end[i] for i, k in enumerate(("sft", "dpo"))}
+    optima, fit_star = tail_optima(single), fit_values(single)  # MAXRIGHT's f*, L4's f*
     plan = {lam: specs_at(lam, optima, replace or {}) for lam in lams}
     compared = {}  # λ -> L5's MAXRIGHT
     if validation_rows is not None:
         compared = {lam: Spec("maxright", lam, optima=optima) for lam in lams}  # L4's plain run
     if validation_rows:
-        alone = {k: Spec(rule, 0.5, switch, validation_rows=validation_rows)
-                 for k, (rule, switch) in SINGLE.items()}  # fmt: skip
-        train_all(alone.values(), progress)
-        val_star = (_DONE[alone["sft"]].val[0], _DONE[alone["dpo"]].val[1])
+        alone = single_runs(progress, validation_rows=validation_rows)
+        val_star = (alone["sft"].val[0], alone["dpo"].val[1])
         compared = {lam: Spec("maxright", lam, optima=val_star, validation_rows=validation_rows)
                     for lam in lams}  # fmt: skip
     longer, long_star = {}, fit_star  # λ -> L6's MAXRIGHT; its f* (training set)
     if maxright_steps is not None:
-        n, long_optima = maxright_steps, optima
-        if n != STEPS:
-            alone = {k: Spec(rule, 0.5, n, steps=n) for k, (rule, _) in SINGLE.items()}
-            train_all(alone.values(), progress)
-            long_optima = (_DONE[alone["sft"]].tail_loss["sft"],
-                           _DONE[alone["dpo"]].tail_loss["dpo"])  # fmt: skip
-            long_star = {k: _DONE[alone[k]].fit[i] for i, k in enumerate(("sft", "dpo"))}
-        longer = {lam: Spec("maxright", lam, optima=long_optima, steps=n)
+        alone = single_runs(progress, steps=maxright_steps)  # L4's own runs at STEPS
+        long_star = fit_values(alone)
+        longer = {lam: Spec("maxright", lam, optima=tail_optima(alone), steps=maxright_steps)
                   for lam in lams if lam in EQUAL_GRADIENT_LAMS}  # fmt: skip
     train_all([s for by_rule in plan.values() for s in by_rule.values()]
               + list(compared.values()) + list(longer.values()), progress)  # fmt: skip
@@ -231,6 +222,24 @@ def check_llm(lams: Iterable[float] = LAMS, replace: Mapping[str, Callable] | No
                 equal_gradients(lam, runs["mix"], fit_star, _DONE[long], long_star, long.steps)
             )
     return records
+
+
+def single_runs(progress=None, steps: int = STEPS, validation_rows: int = 0) -> dict[str, Result]:
+    """{objective: the run training it alone for ``steps`` steps} (as the optima command)."""
+    specs = {k: Spec(rule, 0.5, steps, steps=steps, validation_rows=validation_rows)
+             for k, rule in SINGLE.items()}  # fmt: skip
+    train_all(specs.values(), progress)
+    return {k: _DONE[spec] for k, spec in specs.items()}
+
+
+def tail_optima(single: Mapping[str, Result]) -> tuple[float, float]:
+    """MAXRIGHT's (f*_sft, f*_dpo): each single run's mean training loss over its last 10 %."""
+    return single["sft"].tail_loss["sft"], single["dpo"].tail_loss["dpo"]
+
+
+def fit_values(single: Mapping[str, Result]) -> dict[str, float]:
+    """{objective: its single run's final value on the whole training set}."""
+    return {k: single[k].fit[i] for i, k in enumerate(("sft", "dpo"))}
 
 
 def chebyshev(lam: float, point: tuple[float, float], star: Mapping[str, float]) -> float:
