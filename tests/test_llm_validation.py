@@ -3,12 +3,14 @@ which MAXRIGHT compares its weighted gaps (against f* measured there) instead of
 training batches (docs/tiny-targets.md, "Comparing on a validation split")."""
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
+from test_llm_trainer import config as trainer_config  # (tests/ is on sys.path)
+from test_llm_trainer import rows_of
 
-from toyopt.llm.config import TrainConfig
 from toyopt.llm.models import load_model
 from toyopt.llm.optima import estimate
 from toyopt.llm.prepare import prepare
@@ -17,17 +19,7 @@ from toyopt.llm.train import run
 from toyopt.rules import larger_gap, weighted_gaps
 
 torch.set_num_threads(1)
-
-
-def config(tmp_path, name="run", **kw) -> TrainConfig:
-    base = dict(output_dir=str(tmp_path / name), steps=8, batch_size=4, max_length=32,
-                eval_every=4, save_every=0, progress=False, threads=1, eval_batch_size=64,
-                max_rows=60)  # fmt: skip
-    return TrainConfig(**{**base, **kw})
-
-
-def rows_of(run_dir) -> list[dict]:
-    return [json.loads(s) for s in (run_dir / "metrics.jsonl").read_text().splitlines()]
+config = partial(trainer_config, max_rows=60)  # the trainer tests' config, on fewer rows
 
 
 def test_the_split_is_fixed_disjoint_and_leaves_the_other_splits_alone(tmp_path):
