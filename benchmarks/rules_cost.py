@@ -12,7 +12,7 @@ costs seconds of forward and backward passes and per-step overhead is negligible
 - **Forward and backward passes** are counted by a forward pre-hook on each model (model calls;
   the timed steps run no evaluation) and by wrapping the engine's ``backward``. On request
   (``--rules``), "maxright validation N" is MAXRIGHT comparing an N-row validation split
-  (``--validation-rows N``): its forwards include the split's chunks.
+  (``--validation-rows N``; "K=10" every 10 steps): its forwards include the split's chunks.
 - **Memory**: one fresh process per (rule, repeat), rules interleaved per round, each training
   without evaluations: the resident-set high-water mark of training (reset after setup, so
   loading the model does not set it), its growth over the RSS at the start, and the peak bytes
@@ -46,8 +46,10 @@ RULES = {  # label: (rule, refresh_every, validation_rows)
     "mix": ("mix", 1, 0),
 }
 DEFAULT_RULES = list(RULES)
-# on request (--rules): MAXRIGHT comparing on a validation split of N rows per objective
+# on request (--rules): MAXRIGHT comparing on a validation split of N rows per objective, at
+# every step or (K=10) every 10 steps, holding its choice between
 RULES.update({f"maxright validation {n}": ("maxright", 1, n) for n in (16, 64)})
+RULES["maxright validation 64 K=10"] = ("maxright", 10, 64)
 
 
 # memory only: Mix with both objectives back-propagated as one sum (the trainer's step before it

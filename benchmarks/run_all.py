@@ -49,6 +49,7 @@ FULL = {
         "maxright exact",
         "maxright validation 16",
         "maxright validation 64",
+        "maxright validation 64 K=10",
         "mix",
     ],
     "vs_trl": ["--steps", "100", "--repeats", "3"],

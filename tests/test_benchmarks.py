@@ -38,11 +38,14 @@ def test_rules_cost_counts_forward_passes():
 
 
 def test_rules_cost_counts_the_validation_passes_of_maxright():
-    args = ["--steps", "4", "--warmup", "0", "--repeats", "1", "--mem-steps", "2"]
-    args += ["--mem-repeats", "1", "--batch-size", "2", "--rules", "maxright validation 16"]
+    args = ["--steps", "10", "--warmup", "0", "--repeats", "1", "--mem-steps", "2"]
+    args += ["--mem-repeats", "1", "--batch-size", "2", "--rules", "maxright validation 16",
+             "maxright validation 64 K=10"]  # fmt: skip
     got = {r[0]: r for r in rows(rules_cost.main(args))}
     # the step's own forward and, per objective, the 16 rows (pairs) in one chunk of the split
     assert got["maxright validation 16"][5:7] == ["3.00", "1.00"]
+    # every 10 steps, per objective, the 64 rows (pairs) in two chunks
+    assert got["maxright validation 64 K=10"][5:7] == ["1.40", "1.00"]
 
 
 def test_rules_cost_workers_count_mix_backwards_and_measure_the_summed_design():

@@ -119,6 +119,22 @@ def test_k_objective_quadratic_runs_and_its_optima():
     assert problem_from_dict(p.to_json()).to_json() == p.to_json()
 
 
+def test_k_stale_maxright_can_hold_its_gaps_between_refreshes():
+    """``hold`` (validation values): the stepped objective's training loss is not taken in."""
+    rule = make_weighted_rule("maxright", W, 10, optima=ZERO, refresh_every=3, hold=True)
+    assert isinstance(rule, KStaleMaxRight) and rule.hold
+    state = rule.init(np.array([0]))
+    weights, state = rule.choose(state, 0, {k: np.array([v]) for k, v in W.items()})
+    assert weights["dpo"][0] == 1.0  # largest weighted value 0.5 * 0.5
+    kept = rule.observe(state, weights, {"dpo": np.array([0.0])})
+    assert kept == state
+    moved = make_weighted_rule("maxright", W, 10, optima=ZERO, refresh_every=3)
+    assert moved.observe(state, weights, {"dpo": np.array([0.0])})["gap_dpo"][0] == 0.0
+    two = make_weighted_rule("maxright", {"sft": 0.5, "dpo": 0.5}, 10, optima=ZERO,
+                             refresh_every=3, hold=True)  # fmt: skip
+    assert isinstance(two, StaleMaxRight) and two.hold
+
+
 def test_k_objective_format_errors_name_the_field():
     bad = {
         **K3,

@@ -79,6 +79,23 @@ def test_maxright_compares_the_validation_values_with_their_optima(tmp_path):
     assert {"sft", "dpo"} <= {r["objective"] for r in steps}
 
 
+def test_stale_maxright_compares_the_validation_values_every_k_steps(tmp_path):
+    """``--refresh-every 4``: the split is scored at steps 0, 4, 8 only, and between refreshes
+    MAXRIGHT keeps the objective it chose (no training loss enters a validation gap)."""
+    optima = tmp_path / "optima.json"
+    optima.write_text(json.dumps({"sft": 0.0, "dpo": 0.0, "val_sft": 4.5, "val_dpo": 0.1}))
+    out = run(config(tmp_path, rule="maxright", lam=0.5, steps=12, optima=str(optima),
+                     validation_rows=8, refresh_every=4, lr=3e-3), log=lambda s: None)  # fmt: skip
+    rows = rows_of(out)
+    steps = [r for r in rows if "objective" in r]
+    evals = {r["step"]: r for r in rows if "val_sft" in r}
+    assert [t for t, r in enumerate(steps) if "value_sft" in r] == [0, 4, 8]
+    for t in (0, 4, 8):
+        assert steps[t]["value_dpo"] == pytest.approx(evals[t]["val_dpo"], rel=1e-6)
+        assert {r["objective"] for r in steps[t : t + 4]} == {steps[t]["objective"]}
+    assert {"sft", "dpo"} <= {r["objective"] for r in steps}
+
+
 def test_other_rules_only_lose_the_rows(tmp_path):
     """Mix ignores f* and never compares: with the split it trains as before, on fewer rows."""
     out = run(config(tmp_path, rule="mix", validation_rows=8), log=lambda s: None)

@@ -191,8 +191,6 @@ LLM_CASES = [
     llm("reference model missing", [*TRAIN, "--ref-model", "{d}/no-ref"], ["no-ref"]),
     llm("maxright without optima", [*TRAIN, "--rule", "maxright"], ["--optima"]),
     llm("negative validation rows", [*TRAIN, "--validation-rows", "-1"], ["validation_rows", ">= 0"]),
-    llm("validation rows with stale maxright", [*TRAIN, "--rule", "maxright", "--optima", "zero",
-        "--validation-rows", "2", "--refresh-every", "3"], ["--validation-rows", "--refresh-every 1"]),
     llm("optima without validation values", [*TRAIN, "--rule", "maxright", "--optima", "{d}/o.json",
         "--validation-rows", "2"], ["o.json", "'val_sft'", "--validation-rows"],
         [("o.json", '{"sft": 1, "dpo": 0}')]),

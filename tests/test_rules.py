@@ -119,6 +119,20 @@ def test_stale_maxright_refreshes_every_k_steps_and_tracks_the_stepped_loss():
     assert weights["dpo"][0] == 1.0
 
 
+def test_stale_maxright_holding_its_gaps_steps_on_one_objective_until_the_refresh():
+    """``hold`` (values of a validation split): the step's training loss never enters a gap."""
+    rule = StaleMaxRight(0.5, {"sft": 0.0, "dpo": 0.0}, refresh_every=3, hold=True)
+    state = rule.init(np.array([0]))
+    weights, state = rule.choose(state, 0, {"sft": np.array([4.0]), "dpo": np.array([2.0])})
+    for t in (1, 2):  # a loss that would flip the choice without ``hold``
+        state = rule.observe(state, weights, {"sft": np.array([1.0])})
+        assert state["gap_sft"][0] == 2.0 and state["gap_dpo"][0] == 1.0
+        weights, state = rule.choose(state, t, None)
+        assert weights["sft"][0] == 1.0
+    weights, _ = rule.choose(state, 3, {"sft": np.array([1.0]), "dpo": np.array([2.0])})
+    assert weights["dpo"][0] == 1.0  # the refresh decides again
+
+
 def test_state_survives_a_json_round_trip():
     rule = StaleMaxRight(0.4, {"sft": 0.1, "dpo": 0.2}, 5)
     state = rule.init(np.array([1, 2]))

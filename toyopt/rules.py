@@ -236,11 +236,14 @@ class StaleMaxRight:
 
     With K = 1 it makes exactly the choices of :class:`MaxRight` (tested), in the way
     schedule-free's memory-efficient optimizer is tested against its reference version.
+    ``hold`` keeps both gaps as refreshed until the next refresh: for values that are not the
+    step's losses (a validation split), where a training loss would mix two kinds of gap.
     """
 
     lam: float
     optima: Mapping[str, float]
     refresh_every: int
+    hold: bool = False
     name: str = field(default="maxright", init=False)
     objectives = OBJECTIVES
 
@@ -267,6 +270,8 @@ class StaleMaxRight:
         return larger_gap(self.lam, gaps), state
 
     def observe(self, state: State, weights: Weights, losses: Values) -> State:
+        if self.hold:
+            return state
         fresh = weighted_gaps(self.lam, self.optima, {k: losses.get(k, np.nan) for k in OBJECTIVES})
         new = dict(state)
         for k in OBJECTIVES:
@@ -449,9 +454,11 @@ class KMaxRight(_Weighted, _Stateless):
 class KStaleMaxRight(KMaxRight):
     """MAXRIGHT for K objectives, memory-efficient: every weighted gap is refreshed every
     ``refresh_every`` steps, in between only the gap of the objective just stepped on (with the
-    loss that step computed). With ``refresh_every`` = 1 it chooses as :class:`KMaxRight`."""
+    loss that step computed; ``hold``: not at all, as :class:`StaleMaxRight`). With
+    ``refresh_every`` = 1 it chooses as :class:`KMaxRight`."""
 
     refresh_every: int = 1
+    hold: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -474,6 +481,8 @@ class KStaleMaxRight(KMaxRight):
         return largest_gap(self.weights, gaps), state
 
     def observe(self, state: State, weights: Weights, losses: Values) -> State:
+        if self.hold:
+            return state
         fresh = self.gaps({k: losses.get(k, np.nan) for k in self.objectives})
         new = dict(state)
         for k in self.objectives:
@@ -491,6 +500,7 @@ def make_weighted_rule(
     lengths: tuple[int, ...] | None = None,
     optima: Mapping[str, float] | None = None,
     refresh_every: int = 1,
+    hold: bool = False,
 ) -> Rule:
     """Build a rule for the named objectives of ``weights`` (on the simplex).
 
@@ -511,7 +521,7 @@ def make_weighted_rule(
             second = "dpo" if first == "sft" else "sft"
             switch = None if lengths is None else int(lengths[0])
             return make_rule(f"sequential-{first}-{second}", lam, steps, switch)
-        return make_rule(name, lam, steps, optima=optima, refresh_every=refresh_every)
+        return make_rule(name, lam, steps, optima=optima, refresh_every=refresh_every, hold=hold)
     if name == SEQUENTIAL:
         order = names if order is None else tuple(order)
         if set(order) != set(names) or len(order) != len(names):
@@ -529,7 +539,7 @@ def make_weighted_rule(
             raise ValueError(f"maxright needs the single-objective optima of {list(names)}")
         if refresh_every == 1:
             return KMaxRight(weights, optima)
-        return KStaleMaxRight(weights, optima, refresh_every)
+        return KStaleMaxRight(weights, optima, refresh_every, hold)
     raise ValueError(f"unknown rule {name!r}; choose one of {SEQUENTIAL}, alright, maxright, mix")
 
 
@@ -545,11 +555,13 @@ def make_rule(
     switch: int | None = None,
     optima: Mapping[str, float] | None = None,
     refresh_every: int = 1,
+    hold: bool = False,
 ) -> Rule:
     """Build a rule from its CLI name (see :data:`RULE_NAMES`).
 
     ``steps`` is the total budget in optimizer steps; sequential rules switch at ``switch``
-    (default: equal halves). MAXRIGHT needs ``optima``; ``refresh_every`` = 1 gives the exact rule.
+    (default: equal halves). MAXRIGHT needs ``optima``; ``refresh_every`` = 1 gives the exact rule,
+    ``hold`` keeps a stale rule's gaps between refreshes (:class:`StaleMaxRight`).
     """
     check_lam(lam)
     if steps <= 0:
@@ -569,7 +581,7 @@ def make_rule(
             raise ValueError("maxright needs the single-objective optima f*_sft and f*_dpo")
         if refresh_every == 1:
             return MaxRight(lam, optima)
-        return StaleMaxRight(lam, optima, refresh_every)
+        return StaleMaxRight(lam, optima, refresh_every, hold)
     raise ValueError(f"unknown rule {name!r}; choose one of {', '.join(RULE_NAMES)}")
 
 

@@ -162,13 +162,14 @@ def build_rule(cfg) -> Rule:
     """``cfg.rule`` for sft and dpo at λ = ``cfg.lam``, or for the named objectives of a run
     with K sources at ``cfg.weights`` (:func:`toyopt.rules.make_weighted_rule`)."""
     optima = rule_optima(cfg)
+    hold = cfg.validation_rows > 0  # validation values: no training loss between refreshes
     if not objectives.is_k(cfg):
-        return make_rule(cfg.rule, cfg.lam, cfg.steps, cfg.switch, optima, cfg.refresh_every)
+        return make_rule(cfg.rule, cfg.lam, cfg.steps, cfg.switch, optima, cfg.refresh_every, hold)
     names = objectives.names(cfg)
     return make_weighted_rule(
         cfg.rule, {k: cfg.weights[k] for k in names}, cfg.steps, order=tuple(cfg.stage_order()),
         lengths=cfg.stages(),
-        optima=optima, refresh_every=cfg.refresh_every,
+        optima=optima, refresh_every=cfg.refresh_every, hold=hold,
     )  # fmt: skip
 
 
