@@ -10,6 +10,11 @@ to compare, the step itself unchanged (the step's own batch, one gradient). ``MA
   compared with held-out optima (give ``--optima`` a file whose ``sft``/``dpo`` are the held-out
   values). An upper bound on what comparing values on a validation split could do for the
   held-out gap: the rule then sees the very rows it is scored on.
+- ``rotate:C`` (with ``--validation-rows N``): the validation split in chunks of C rows (pairs);
+  the first comparison scores every chunk, each later one re-scores the next chunk of each
+  objective and compares the weighted means of every chunk's latest values (each at most N/C − 1
+  steps old): the whole split's precision at the forward passes of C rows per objective and step.
+  No checkpoint keeps the chunks' values (a diagnostic: a resumed run starts them afresh).
 
 Runs ``toyopt-llm`` with every argument passed through, MAXRIGHT replaced by this variant; the
 other rules are unchanged. For example::
@@ -33,13 +38,14 @@ import toyopt.llm.train as train
 from toyopt.llm.__main__ import main
 from toyopt.llm.backend import LMBackend, Objective, batch_indices, target_tokens
 from toyopt.llm.objectives import batch_stream
+from toyopt.llm.scoring import evaluate_objectives
 from toyopt.rules import OBJECTIVES, MaxRight, larger_gap, weighted_gaps
 
 KIND, _, ARG = os.environ.get("MAXRIGHT_DENOISE", "ema:0.9").partition(":")
-if KIND not in ("ema", "batch", "heldout"):
-    raise SystemExit(f"MAXRIGHT_DENOISE={KIND}:{ARG}: give ema:B, batch:N or heldout:N")
+if KIND not in ("ema", "batch", "heldout", "rotate"):
+    raise SystemExit(f"MAXRIGHT_DENOISE={KIND}:{ARG}: give ema:B, batch:N, heldout:N or rotate:C")
 BETA = float(ARG) if KIND == "ema" else 0.0
-WIDE = int(ARG) if KIND in ("batch", "heldout") else 0
+WIDE = int(ARG) if KIND in ("batch", "heldout", "rotate") else 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,55 @@ def attach_held_out(build):
     return _build
 
 
+class RotatingSplit:
+    """``compare`` for a run with a validation split (``rotate:C``): chunks of WIDE rows (pairs),
+    each objective's value the weighted mean of its chunks' latest values (weights: response
+    tokens for SFT, pairs for a preference set, so that with every chunk fresh it is the split's
+    value); the first call scores every chunk, each later call the next one of each objective."""
+
+    def __init__(self, run):
+        self.run, self.calls, self.chunks, self.latest = run, 0, {}, {}
+        for name, kind in run.data.kinds.items():
+            rows, ref = run.data.val[name], (run.ref.val or {}).get(name)
+            if kind == "sft":
+                self.chunks[name] = [(rows[i : i + WIDE], None, None, target_tokens(rows[i : i + WIDE]))
+                                     for i in range(0, len(rows), WIDE)]  # fmt: skip
+            else:
+                n = len(rows) // 2
+                self.chunks[name] = [(rows[2 * i : 2 * (i + WIDE)],
+                                      None if ref is None else ref[i : i + WIDE],
+                                      run.losses.get(name), min(WIDE, n - i))
+                                     for i in range(0, n, WIDE)]  # fmt: skip
+            self.latest[name] = [0.0] * len(self.chunks[name])
+
+    def __call__(self) -> dict[str, float]:
+        run, out = self.run, {}
+        for name, chunks in self.chunks.items():
+            todo = range(len(chunks)) if self.calls == 0 else [(self.calls - 1) % len(chunks)]
+            for j in todo:
+                rows, ref, loss, _ = chunks[j]
+                scored = evaluate_objectives(run.model, {name: (rows, ref, loss)},
+                                             run.tok.pad_token_id, run.cfg.eval_batch_size,
+                                             run.engine)  # fmt: skip
+                self.latest[name][j] = scored[f"eval_{name}"]
+            weights = [w for *_, w in chunks]
+            out[name] = sum(v * w for v, w in zip(self.latest[name], weights)) / sum(weights)
+        self.calls += 1
+        return out
+
+
+def rotating_split(build):
+    """Wrap ``Run._build`` to compare the validation split chunk by chunk (``rotate:C``)."""
+
+    def _build(self, cfg, engine):
+        build(self, cfg, engine)
+        if not self.data.val:
+            raise SystemExit("MAXRIGHT_DENOISE=rotate:C needs --validation-rows N")
+        self.backend.compare = RotatingSplit(self)
+
+    return _build
+
+
 def build_rule(cfg):
     rule = setup.build_rule(cfg)
     return EmaMaxRight(rule.lam, rule.optima) if cfg.rule == "maxright" else rule
@@ -103,6 +158,8 @@ def build_rule(cfg):
 if __name__ == "__main__":
     if KIND == "ema":
         train.build_rule = build_rule  # the trainer's own name for it
+    elif KIND == "rotate":
+        train.Run._build = rotating_split(train.Run._build)
     else:
         train.LMBackend = WideValues  # only MAXRIGHT asks for values
         if KIND == "heldout":

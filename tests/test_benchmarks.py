@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end in a tiny mode, so they cannot rot (no timing asserted:
 the numbers depend on the machine; the structure and the counted quantities do not)."""
 
+import json
 import os
 import re
 import subprocess
@@ -261,3 +262,29 @@ def test_maxright_target_scores_a_study_on_its_sets_and_fresh_rows(tmp_path):
         assert row[i - 1].startswith("mix ")
         ratio = float(row[i - 2]) / float(row[i - 1][4:])
         assert float(row[i]) == pytest.approx(ratio, rel=0.02, abs=0.01)
+
+
+@pytest.mark.parametrize("mode", ["rotate:8", "batch:16"])
+def test_maxright_denoise_modes_train(tmp_path, mode):
+    """The diagnostic's value sources run through the trainer (batch:N once broke unnoticed).
+    rotate:8 compares a 16-row validation split in two chunks: at step 0 both fresh (the split's
+    value), later one chunk per step, so the compared values move but lag the split's."""
+    out = tmp_path / "run"
+    env = {**os.environ, "MAXRIGHT_DENOISE": mode}
+    cmd = [sys.executable, "-m", "benchmarks.maxright_denoise", "train", "--model", "tiny",
+           "--rule", "maxright", "--lam", "0.5", "--optima", "zero", "--steps", "4",
+           "--eval-every", "2", "--max-rows", "60", "--threads", "1", "--no-progress",
+           "--output-dir", str(out)]  # fmt: skip
+    if mode.startswith("rotate"):
+        cmd += ["--validation-rows", "16"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows_ = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows_ if "objective" in r]
+    assert len(steps) == 4 and all(np.isfinite(r["value_sft"]) for r in steps)
+    if mode.startswith("rotate"):
+        first = next(r for r in rows_ if r.get("step") == 0 and "val_sft" in r)
+        assert steps[0]["value_sft"] == pytest.approx(first["val_sft"], rel=1e-6)
+        assert steps[1]["value_sft"] != steps[0]["value_sft"]
+        at2 = next(r for r in rows_ if r.get("step") == 2 and "val_sft" in r)
+        assert steps[2]["value_sft"] != pytest.approx(at2["val_sft"], rel=1e-6)  # a stale chunk
