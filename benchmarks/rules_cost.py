@@ -92,7 +92,8 @@ def timing_worker(labels: list[str], steps: int, warmup: int, setup: dict) -> di
     passes per step."""
     from toyopt.loop import train
 
-    out = {k: {"seconds": [], "objective": [], "forwards": 0, "backwards": 0} for k in labels}
+    out = {k: {"seconds": [], "objective": [], "compared": [], "forwards": 0, "backwards": 0}
+           for k in labels}  # fmt: skip
     timed = [False]
     with tempfile.TemporaryDirectory() as tmp:
         runs = {k: make_run(k, setup, steps + warmup, f"{tmp}/{i}") for i, k in enumerate(labels)}
@@ -106,10 +107,12 @@ def timing_worker(labels: list[str], steps: int, warmup: int, setup: dict) -> di
                 t0 = time.perf_counter()
                 states[k], _ = train(runs[k].backend, runs[k].rule, states[k], t + 1,
                                      runs[k].schedule, start=t,
-                                     on_step=lambda s, w, lo, v, seen=seen: seen.append(sorted(lo)))  # fmt: skip
+                                     on_step=lambda s, w, lo, v, seen=seen: seen.append((sorted(lo), v is not None)))  # fmt: skip
                 if timed[0]:
                     out[k]["seconds"].append(time.perf_counter() - t0)
-                    out[k]["objective"].append(seen[0][0] if len(seen[0]) == 1 else "mix")
+                    losses, compared = seen[0]
+                    out[k]["objective"].append(losses[0] if len(losses) == 1 else "mix")
+                    out[k]["compared"].append(compared)
     for v in out.values():
         v["forwards_per_step"] = v.pop("forwards") / steps
         v["backwards_per_step"] = v.pop("backwards") / steps
@@ -167,6 +170,15 @@ def type_means(res: dict) -> dict[str, float]:
     """Robust mean step time of each step type (sft / dpo / mix) in one run."""
     sec, obj = np.array(res["seconds"]), np.array(res["objective"])
     return {k: robust_mean(sec[obj == k]) for k in ("sft", "dpo", "mix") if (obj == k).any()}
+
+
+def step_mean(res: dict) -> float:
+    """Mean step time, the steps that compared values (MAXRIGHT's refreshes) and the others each
+    robust-meaned on their own: a refresh of a validation split costs several ordinary steps,
+    and robust_mean over all steps would drop every one of them as a stall."""
+    sec, compared = np.array(res["seconds"]), np.array(res["compared"], dtype=bool)
+    parts = [sec[m] for m in (compared, ~compared) if m.any()]
+    return float(sum(robust_mean(p) * len(p) for p in parts) / len(sec))
 
 
 def same_steps_cost(res: dict, seq: dict[str, float]) -> float:
@@ -243,11 +255,11 @@ def cost_rows(timing: list[dict], memory: dict[str, list[dict]]) -> tuple[list[l
             rows.append([label, *["–"] * 6, *memory_cells])
             continue
         runs = [proc[label] for proc in timing]
-        ratio = [robust_mean(r["seconds"]) * len(r["seconds"])
+        ratio = [step_mean(r) * len(r["seconds"])
                  / same_steps_cost(r, type_means(proc["sequential"]))
                  for r, proc in zip(runs, timing)]  # fmt: skip
         same_steps[label] = float(np.median(ratio))
-        ms = [1e3 * robust_mean(r["seconds"]) for r in runs]
+        ms = [1e3 * step_mean(r) for r in runs]
         obj = runs[0]["objective"]
         share = f"{obj.count('sft')}/{obj.count('dpo')}/{obj.count('mix')}"
         fwd = np.median([r["forwards_per_step"] for r in runs])

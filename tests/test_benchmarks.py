@@ -49,6 +49,18 @@ def test_rules_cost_counts_the_validation_passes_of_maxright():
     assert got["maxright validation 64 K=10"][5:7] == ["1.40", "1.00"]
 
 
+def test_rules_cost_keeps_heavy_refresh_steps_and_drops_stalls():
+    """A refresh of a validation split every 10 steps costs 5 ordinary steps: it is part of the
+    rule's mean, while a stalled ordinary step is dropped (robust_mean alone drops both)."""
+    seconds = [1.0] * 18 + [5.0, 5.0]
+    compared = [False] * 18 + [True, True]
+    res = {"seconds": seconds, "compared": compared}
+    assert rules_cost.step_mean(res) == pytest.approx((18 + 10) / 20)
+    stalled = {"seconds": [*seconds[:17], 30.0, 5.0, 5.0], "compared": compared}
+    assert rules_cost.step_mean(stalled) == pytest.approx(1.4)  # the 30 s step counts as 1 s
+    assert rules_cost.robust_mean(seconds) == 1.0  # what the mean over all steps would say
+
+
 def test_rules_cost_workers_count_mix_backwards_and_measure_the_summed_design():
     setup = {"model": "tiny", "threads": 1, "batch_size": 2}  # in this process: seconds
     timed = rules_cost.timing_worker(["sequential", "mix"], 2, 0, setup)
