@@ -8,8 +8,8 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
+from test_llm_trainer import assert_resume_equals_full_run, rows_of
 from test_llm_trainer import config as trainer_config  # (tests/ is on sys.path)
-from test_llm_trainer import rows_of
 
 from toyopt.llm.models import load_model
 from toyopt.llm.optima import estimate
@@ -94,6 +94,15 @@ def test_stale_maxright_compares_the_validation_values_every_k_steps(tmp_path):
         assert steps[t]["value_dpo"] == pytest.approx(evals[t]["val_dpo"], rel=1e-6)
         assert {r["objective"] for r in steps[t : t + 4]} == {steps[t]["objective"]}
     assert {"sft", "dpo"} <= {r["objective"] for r in steps}
+
+
+def test_stale_maxright_on_the_split_resumes_exactly(tmp_path):
+    """Killed between refreshes, it resumes with the held gaps of its checkpoint."""
+    optima = tmp_path / "optima.json"
+    optima.write_text(json.dumps({"sft": 0.0, "dpo": 0.0, "val_sft": 4.5, "val_dpo": 0.1}))
+    cfg = config(tmp_path, "full", rule="maxright", lam=0.5, steps=12, optima=str(optima),
+                 validation_rows=8, refresh_every=4, save_every=6, lr=3e-3)  # fmt: skip
+    assert_resume_equals_full_run(cfg, run(cfg, log=lambda s: None), tmp_path)
 
 
 def test_other_rules_only_lose_the_rows(tmp_path):
