@@ -12,7 +12,7 @@ to compare, the step itself unchanged (the step's own batch, one gradient). ``MA
   held-out gap: the rule then sees the very rows it is scored on.
 - ``rotate:C`` (with ``--validation-rows N``): the validation split in chunks of C rows (pairs);
   the first comparison scores every chunk, each later one re-scores the next chunk of each
-  objective and compares the weighted means of every chunk's latest values (each at most N/C − 1
+  objective and compares the weighted means of every chunk's latest values (each at most ⌈N/C⌉ − 1
   steps old): the whole split's precision at the forward passes of C rows per objective and step.
   No checkpoint keeps the chunks' values (a diagnostic: a resumed run starts them afresh).
 

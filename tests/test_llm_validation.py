@@ -14,7 +14,7 @@ from test_llm_trainer import config as trainer_config  # (tests/ is on sys.path)
 from toyopt.llm.models import load_model
 from toyopt.llm.optima import estimate
 from toyopt.llm.prepare import prepare
-from toyopt.llm.setup import read_optima
+from toyopt.llm.setup import build_rule, read_optima
 from toyopt.llm.train import run
 from toyopt.rules import larger_gap, weighted_gaps
 
@@ -96,13 +96,21 @@ def test_stale_maxright_compares_the_validation_values_every_k_steps(tmp_path):
     assert {"sft", "dpo"} <= {r["objective"] for r in steps}
 
 
-def test_stale_maxright_on_the_split_resumes_exactly(tmp_path):
-    """Killed between refreshes, it resumes with the held gaps of its checkpoint."""
+def test_stale_maxright_on_the_split_holds_the_gaps_of_its_refresh_and_resumes_exactly(tmp_path):
+    """Between refreshes both gaps stay those of the last refresh's validation values (the steps'
+    training losses never enter), in the checkpoint too; killed there, it resumes exactly."""
     optima = tmp_path / "optima.json"
     optima.write_text(json.dumps({"sft": 0.0, "dpo": 0.0, "val_sft": 4.5, "val_dpo": 0.1}))
     cfg = config(tmp_path, "full", rule="maxright", lam=0.5, steps=12, optima=str(optima),
                  validation_rows=8, refresh_every=4, save_every=6, lr=3e-3)  # fmt: skip
-    assert_resume_equals_full_run(cfg, run(cfg, log=lambda s: None), tmp_path)
+    assert build_rule(cfg).hold
+    full = run(cfg, log=lambda s: None)
+    steps = [r for r in rows_of(full) if "objective" in r]
+    saved = json.loads((full / "checkpoints" / "step-000006" / "state.json").read_text())
+    held = saved["rule_state"]  # after steps 4 and 5, the refresh at step 4
+    assert held["gap_sft"] == [0.5 * (steps[4]["value_sft"] - 4.5)]
+    assert held["gap_dpo"] == [0.5 * (steps[4]["value_dpo"] - 0.1)]
+    assert_resume_equals_full_run(cfg, full, tmp_path)
 
 
 def test_other_rules_only_lose_the_rows(tmp_path):
