@@ -100,6 +100,20 @@ def test_make_data_is_deterministic_and_loadable(tmp_path):
     assert make_rows("sft_train", seed=1, n=5) != make_rows("sft_train", seed=0, n=5)
 
 
+def test_make_data_sizes_extend_the_default_sets(tmp_path):
+    default = make_data(tmp_path / "a")
+    larger = make_data(tmp_path / "b", train_rows=600, eval_rows=70)
+    for split, path in larger.items():
+        lines = path.read_text().splitlines()
+        assert len(lines) == (600 if split.endswith("train") else 70)
+        assert lines[: len(default[split].read_text().splitlines())] == (
+            default[split].read_text().splitlines()
+        )
+    with pytest.raises(ValueError, match="--eval-rows must be a positive number of rows, got 0"):
+        make_data(tmp_path / "c", eval_rows=0)
+    assert not (tmp_path / "c").exists()
+
+
 def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     bad = write(tmp_path, [GOOD_SFT, '{"prompt": "a"}'])
     cases = [

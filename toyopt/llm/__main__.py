@@ -38,6 +38,12 @@ def parser() -> argparse.ArgumentParser:
         help="text that opens every SFT completion, e.g. 'OK.': a second SFT style that"
         " conflicts with the default one, for runs with several SFT sources (default: none)",
     )
+    make.add_argument("--train-rows", type=int, default=None,
+                      help="rows (pairs) per training file (default 512; a larger set begins with"
+                      " the default rows, and a tiny-model run no longer reuses its rows within"
+                      " 400 steps from about 3200 on: docs/tiny-targets.md)")  # fmt: skip
+    make.add_argument("--eval-rows", type=int, default=None,
+                      help="rows (pairs) per held-out file (default 64)")  # fmt: skip
     train = sub.add_parser("train", help="train a model with one rule")
     add_arguments(train)
     optima = sub.add_parser("optima", help="estimate f*_sft and f*_dpo by single-objective runs")
@@ -150,7 +156,9 @@ def command(args: argparse.Namespace) -> int:
     if args.command == "make-data":
         from toyopt.llm.synthetic import make_data
 
-        for split, path in make_data(args.out, args.seed, sft_preamble=args.sft_preamble).items():
+        made = make_data(args.out, args.seed, sft_preamble=args.sft_preamble,
+                         train_rows=args.train_rows, eval_rows=args.eval_rows)  # fmt: skip
+        for split, path in made.items():
             print(f"{split}: {path}")
         return 0
     if args.command == "study-report":

@@ -66,9 +66,16 @@ def make_rows(
 
 
 def make_data(
-    out: str | Path, seed: int = 0, root: str | Path | None = None, sft_preamble: str = ""
+    out: str | Path,
+    seed: int = 0,
+    root: str | Path | None = None,
+    sft_preamble: str = "",
+    train_rows: int | None = None,
+    eval_rows: int | None = None,
 ) -> dict[str, Path]:
-    """Write the four JSONL files under ``out``; returns {split: path}.
+    """Write the four JSONL files under ``out``; returns {split: path}. ``train_rows`` rows (and
+    pairs) per training file and ``eval_rows`` per held-out file (default :data:`SIZES`); row i
+    does not depend on the count, so a larger set begins with the default one.
 
     Every target is checked before any is written (:mod:`toyopt.files`): a file there that
     does not already hold exactly these rows (a user's own file), or a link, is refused in one
@@ -79,9 +86,16 @@ def make_data(
         files.refuse_links(out, root)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory: choose a directory")
+    counts = {}
+    for split in SIZES:
+        n = train_rows if split.endswith("train") else eval_rows
+        if n is not None and n < 1:
+            flag = "--train-rows" if split.endswith("train") else "--eval-rows"
+            raise ValueError(f"{flag} must be a positive number of rows, got {n}")
+        counts[split] = n
     texts = {
         split: "".join(
-            json.dumps(r) + "\n" for r in make_rows(split, seed, None, sft_preamble)
+            json.dumps(r) + "\n" for r in make_rows(split, seed, counts[split], sft_preamble)
         ).encode("utf-8")
         for split in SIZES
     }
