@@ -21,6 +21,7 @@ import numpy as np
 from toyopt.llm import objectives
 from toyopt.llm.checkpoint import write_json
 from toyopt.llm.config import TrainConfig
+from toyopt.llm.prepare import held_out_splits
 from toyopt.llm.rundir import claim
 from toyopt.llm.train import run_or_reuse
 
@@ -49,7 +50,7 @@ def estimate(cfg: TrainConfig, out: Path, log=print) -> dict:
         losses = [r[f"loss_{k}"] for r in rows if f"loss_{k}" in r]
         tail = losses[-max(1, len(losses) // 10) :]
         result[k] = float(np.mean(tail))
-        for split in ("eval", "val") if cfg.validation_rows else ("eval",):
+        for split in held_out_splits(cfg):
             result[f"{split}_{k}"] = [r for r in rows if f"{split}_{k}" in r][-1][f"{split}_{k}"]
     result["estimated_from"] = {
         "steps": cfg.steps,

@@ -192,5 +192,10 @@ def prepare(cfg, tokenizer, run: Path) -> Prepared:
 
 
 def splits(cfg) -> tuple[str, ...]:
-    """The splits a run has: train and eval, and val with ``validation_rows``."""
-    return ("train", "eval", "val") if cfg.validation_rows else ("train", "eval")
+    """The splits a run has: train and its held-out splits (:func:`held_out_splits`)."""
+    return ("train", *held_out_splits(cfg))
+
+
+def held_out_splits(cfg) -> tuple[str, ...]:
+    """The splits an evaluation scores: eval, and val with ``validation_rows``."""
+    return ("eval", "val") if cfg.validation_rows else ("eval",)

@@ -49,7 +49,7 @@ from toyopt.llm.engine import LocalEngine, peak_memory, wanted
 from toyopt.llm.fingerprint import changes as input_changes
 from toyopt.llm.fingerprint import inputs as model_inputs
 from toyopt.llm.objectives import batch_stream
-from toyopt.llm.prepare import prepare
+from toyopt.llm.prepare import held_out_splits, prepare
 from toyopt.llm.rundir import (
     abandon,
     changed_fields,
@@ -238,8 +238,8 @@ class Run:
         return {k.removeprefix("eval_"): v for k, v in scores.items()}
 
     def evaluation(self, s: int) -> None:
-        splits = ("eval", "val") if self.data.val else ("eval",)
-        scores = {f"{split}_{k}": v for split in splits for k, v in self.scores(split).items()}
+        scores = {f"{split}_{k}": v for split in held_out_splits(self.cfg)
+                  for k, v in self.scores(split).items()}  # fmt: skip
         row = {"step": s, **scores, "wall_time": time.perf_counter() - self.clock}
         self.record({**row, **peak_memory(), "processes": self.engine.num_processes})
 
