@@ -108,7 +108,7 @@ class RotatingSplit:
     value); the first call scores every chunk, each later call the next one of each objective."""
 
     def __init__(self, run):
-        self.run, self.calls, self.chunks, self.latest = run, 0, {}, {}
+        self.run, self.calls, self.chunks, self.latest, self.weights = run, 0, {}, {}, {}
         for name, kind in run.data.kinds.items():
             rows, ref = run.data.val[name], (run.ref.val or {}).get(name)
             if kind == "sft":
@@ -121,6 +121,7 @@ class RotatingSplit:
                                       run.losses.get(name), min(WIDE, n - i))
                                      for i in range(0, n, WIDE)]  # fmt: skip
             self.latest[name] = [0.0] * len(self.chunks[name])
+            self.weights[name] = [w for *_, w in self.chunks[name]]
 
     def __call__(self) -> dict[str, float]:
         run, out = self.run, {}
@@ -132,7 +133,7 @@ class RotatingSplit:
                                              run.tok.pad_token_id, run.cfg.eval_batch_size,
                                              run.engine)  # fmt: skip
                 self.latest[name][j] = scored[f"eval_{name}"]
-            weights = [w for *_, w in chunks]
+            weights = self.weights[name]
             out[name] = sum(v * w for v, w in zip(self.latest[name], weights)) / sum(weights)
         self.calls += 1
         return out

@@ -86,13 +86,10 @@ def make_data(
         files.refuse_links(out, root)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory: choose a directory")
-    counts = {}
-    for split in SIZES:
-        n = train_rows if split.endswith("train") else eval_rows
+    for flag, n in (("--train-rows", train_rows), ("--eval-rows", eval_rows)):
         if n is not None and n < 1:
-            flag = "--train-rows" if split.endswith("train") else "--eval-rows"
             raise ValueError(f"{flag} must be a positive number of rows, got {n}")
-        counts[split] = n
+    counts = {split: train_rows if split.endswith("train") else eval_rows for split in SIZES}
     texts = {
         split: "".join(
             json.dumps(r) + "\n" for r in make_rows(split, seed, counts[split], sft_preamble)
