@@ -121,3 +121,33 @@ def test_a_damaged_run_directory_is_named_not_resumed(data, reference, tmp_path,
     status = main([*train_args(data, run)[3:], "--resume"])
     err = capsys.readouterr().err.strip()
     assert status == 2 and "\n" not in err and str(target) in err, err
+
+
+def test_no_process_syncs_a_checkpoint_folder_while_another_still_writes_it(tmp_path, monkeypatch):
+    """Every process lists and syncs ``.tmp-step-*`` only after a barrier that follows all the
+    writes: a main process's temporary file (written, then renamed to state.json) must not be
+    listed by another process and vanish before its fsync (seen as "No such file" on process 1)."""
+    from toyopt.llm import checkpoint
+
+    class Engine:  # one process's view: the barriers it passes, the files it writes
+        is_main, waits, wrote_at = True, 0, []
+
+        def wait(self):
+            self.waits += 1
+
+        def save_state(self, model, optimizer, folder):
+            (folder / "weights.bin").write_bytes(b"weights")
+            self.wrote_at.append(self.waits)
+
+    engine, synced_at = Engine(), []
+    real_fsync = checkpoint.fsync
+
+    def fsync(path):
+        if ".tmp-" in str(path):
+            synced_at.append(engine.waits)
+        real_fsync(path)
+
+    monkeypatch.setattr(checkpoint, "fsync", fsync)
+    final = checkpoint.save_checkpoint(engine, tmp_path, 3, None, None, {"rule_state": {}}, {})
+    assert sorted(p.name for p in final.iterdir()) == ["manifest.json", "state.json", "weights.bin"]
+    assert len(synced_at) == 2 and min(synced_at) > max(engine.wrote_at)

@@ -7,7 +7,7 @@ every other file, the step, the fingerprint of what the run depends on (the reso
 the data files' sha256 and row counts, the reference log-probs file, the model files the
 result depends on (:mod:`toyopt.llm.fingerprint`), and the length and sha256 of the metrics log
 the checkpoint counts) and the sha256 of its own content. It is written under ``.tmp-step-NNNNNN`` by every
-process, synced, and renamed into place by the main process after all have written, so a crash
+process, synced once all have written, and renamed into place by the main process after all have written, so a crash
 mid-write never replaces a good checkpoint. Checkpoints are ordered by their step number.
 
 On resume the newest checkpoint that verifies is used; one that does not is reported in a line
@@ -88,6 +88,9 @@ def save_checkpoint(engine, run: Path, step: int, model, optimizer, state: dict,
     engine.save_state(model, optimizer, tmp)
     if engine.is_main:
         fs.write_text(tmp / "state.json", json.dumps({**state, "step": step}))
+    # every process has written before any lists the folder: a file another process is still
+    # writing (a temporary file renamed into place) could vanish between listing and syncing
+    engine.wait()
     for f in (f for f in tmp.rglob("*") if f.is_file()):  # each process syncs what it sees
         fsync(f)
     engine.wait()  # every process's files are on disk before the manifest and the rename
